@@ -1,0 +1,13 @@
+"""Newton losses and the algorithmic losses they wrap (Petersen et al., NeurIPS 2024)."""
+from . import cauchy_dsn, logistic_dsn, neuralsort, softsort  # noqa: F401  (fill the registry)
+from .newton import (CURVATURES, fisher_solve, inject_fisher, mean_hessian, newton_loss, newton_target,
+                     newton_target_from, per_sample_gradients)
+from .permutation import per_set_bce, ranking_accuracy, true_permutation
+from .registry import LOSSES, Registry
+from .variants import VARIANTS, make_objective
+
+__all__ = [
+    "CURVATURES", "LOSSES", "Registry", "VARIANTS", "fisher_solve", "inject_fisher", "make_objective",
+    "mean_hessian", "newton_loss", "newton_target", "newton_target_from", "per_sample_gradients",
+    "per_set_bce", "ranking_accuracy", "true_permutation",
+]

@@ -1,0 +1,35 @@
+"""NeuralSort (Grover et al., ICLR 2019) relaxed sorting, as a per-sample ranking loss."""
+from __future__ import annotations
+
+import torch
+
+from .permutation import per_set_bce, true_permutation
+from .registry import LOSSES
+
+
+def neuralsort(s: torch.Tensor, tau: float) -> torch.Tensor:
+    """NeuralSort's unimodal row-stochastic matrix for (N, n) scores.
+
+    ``P[b, r, :] = softmax(((n + 1 - 2 (r + 1)) s - A_s 1) / tau)`` with ``A_s[i, j] = |s_i - s_j|``;
+    row r approaches the one-hot of the (r + 1)-th *largest* score (descending).
+    """
+    n = s.shape[-1]
+    pairwise = (s.unsqueeze(-1) - s.unsqueeze(-2)).abs().sum(-1)  # (A_s 1)_j
+    scale = n + 1 - 2 * torch.arange(1, n + 1, dtype=s.dtype, device=s.device)
+    logits = scale.view(n, 1) * s.unsqueeze(-2) - pairwise.unsqueeze(-2)
+    return torch.softmax(logits / tau, dim=-1)
+
+
+@LOSSES.register("neuralsort")
+class NeuralSortLoss:
+    """BCE of NeuralSort's relaxed permutation against the true one (paper: tau = 1.0)."""
+
+    def __init__(self, tau: float = 1.0):
+        self.tau = tau
+
+    def permutation(self, scores: torch.Tensor) -> torch.Tensor:
+        # Descending rows of neuralsort(-s) are ascending ranks of s; transpose to [element, rank].
+        return neuralsort(-scores, self.tau).transpose(-2, -1)
+
+    def __call__(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return per_set_bce(self.permutation(scores), true_permutation(values))

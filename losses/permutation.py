@@ -1,0 +1,41 @@
+"""Shared pieces of the ranking losses: the hard permutation matrix, BCE, and ranking metrics.
+
+Orientation (one for all four ranking losses, diffsort's): ``P[b, i, r]`` is the probability
+that element i of set b has ascending rank r, so ``P @ one_hot`` rows sum over ranks and
+``x_sorted = x @ P`` is ascending.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def true_permutation(values: torch.Tensor) -> torch.Tensor:
+    """(N, n) values -> (N, n, n) hard permutation matrix, ``Q[b, i, r] = 1`` iff element i has rank r.
+
+    Ties are ranked stably (the earlier element gets the lower rank).
+    """
+    order = torch.argsort(values, dim=-1, stable=True)  # order[b, r] = element at rank r
+    ranks = torch.argsort(order, dim=-1, stable=True)   # ranks[b, i] = rank of element i
+    return torch.nn.functional.one_hot(ranks, values.shape[-1]).to(values.dtype if values.is_floating_point() else torch.float32)
+
+
+def per_set_bce(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """BCE between relaxed P and hard Q, averaged over the n x n entries of each set -> (N,).
+
+    Written out (not ``F.binary_cross_entropy``) so it is twice differentiable. Saturated
+    entries (p exactly 0 or 1, common for sharp sorting networks) are floored at the dtype's
+    smallest normal number before the log, so they give a large finite loss and zero gradient
+    instead of ``0 * inf = nan``.
+    """
+    tiny = torch.finfo(p.dtype).tiny
+    return -(q * p.clamp_min(tiny).log() + (1 - q) * (1 - p).clamp_min(tiny).log()).mean((-2, -1))
+
+
+def ranking_accuracy(scores: torch.Tensor, values: torch.Tensor) -> tuple[float, float]:
+    """Exact-match and element-wise ranking accuracy (diffsort's metric).
+
+    ``acc = argsort(values) == argsort(scores)``; exact match is ``acc.all(-1).mean()``,
+    element-wise is ``acc.mean()``.
+    """
+    acc = torch.argsort(values, dim=-1, stable=True) == torch.argsort(scores, dim=-1, stable=True)
+    return acc.all(-1).float().mean().item(), acc.float().mean().item()

@@ -1,0 +1,48 @@
+"""Registry lookups and the variant wrapper: clear errors, and each variant's gradient."""
+import pytest
+import torch
+
+from losses import LOSSES, inject_fisher, make_objective, newton_loss
+
+
+def test_unknown_loss_lists_valid_names_and_suggests():
+    with pytest.raises(KeyError, match=r"unknown loss 'neuralsrot'; did you mean 'neuralsort'\? \(valid: .*softsort"):
+        LOSSES.get("neuralsrot")
+
+
+def test_unknown_parameter_lists_accepted_ones():
+    with pytest.raises(TypeError, match=r"loss 'softsort' takes no parameter 'beta' \(it takes: tau\)"):
+        LOSSES.build("softsort", beta=10)
+    with pytest.raises(TypeError, match=r"takes no parameter 'taus'; did you mean 'tau'\?"):
+        LOSSES.build("neuralsort", taus=1.0)
+
+
+def test_parameters_and_defaults_are_the_papers():
+    assert LOSSES.parameters("neuralsort") == {"tau": 1.0}
+    assert LOSSES.parameters("softsort") == {"tau": 0.1}
+    assert LOSSES.parameters("logistic_dsn") == {"beta": 10.0}
+
+
+def test_unknown_variant_and_missing_lambda():
+    with pytest.raises(ValueError, match=r"unknown variant 'newton' \(valid: baseline, hessian, fisher\)"):
+        make_objective(LOSSES.build("softsort"), "newton", 1.0)
+    with pytest.raises(ValueError, match="lam .* must be a positive finite number, got None"):
+        make_objective(LOSSES.build("softsort"), "hessian")
+    with pytest.raises(ValueError, match="got 0"):
+        make_objective(LOSSES.build("softsort"), "fisher", 0)
+
+
+@pytest.mark.parametrize("variant", ["baseline", "hessian", "fisher"])
+def test_variant_gradient_is_the_methods_gradient(variant):
+    torch.manual_seed(0)
+    loss = LOSSES.build("neuralsort")
+    y, values = torch.randn(10, 5, dtype=torch.float64), torch.randn(10, 5, dtype=torch.float64)
+    reference = {
+        "baseline": lambda v: loss(v, values).mean(),
+        "hessian": lambda v: newton_loss(v, lambda u: loss(u, values), curvature="hessian", lam=0.3),
+        "fisher": lambda v: loss(inject_fisher(v, 0.3), values).mean(),
+    }[variant]
+    y1, y2 = y.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    make_objective(loss, variant, 0.3)(y1, values).backward()
+    reference(y2).backward()
+    torch.testing.assert_close(y1.grad, y2.grad, rtol=0, atol=0)
