@@ -1,0 +1,103 @@
+"""Study files: every shipped study validates; every kind of mistake is one clear line naming file and key."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuner.study import StudyError, load_study
+
+from .helpers import REPO, TINY_PARAMS, run_tuner, tiny_study
+
+STUDIES = sorted((REPO / "studies").glob("*.yaml"))
+
+
+def test_there_are_studies_to_validate():
+    assert {p.stem for p in STUDIES} >= {"quickstart", "lambda_search"}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_shipped_study_validates(path):
+    study = load_study(path)
+    assert study.name == path.stem  # registry key = file name = YAML value
+    assert path.read_text().startswith("#") and f"tuner run studies/{path.name}" in path.read_text()
+
+
+def test_grid_expands_blocks_times_seeds_and_drops_lambda_for_baseline(tmp_path):
+    path = tiny_study(tmp_path, grid=[{"variant": ["baseline", "fisher"], "lam": [0.1, 1.0]}], seeds=[0, 1, 2])
+    trials = load_study(path).grid_trials()
+    assert len(trials) == (1 + 2) * 3
+    assert sum(t["variant"] == "baseline" for t in trials) == 3 and all("lam" not in t for t in trials
+                                                                      if t["variant"] == "baseline")
+    assert {(t["lam"], t["seed"]) for t in trials if t["variant"] == "fisher"} == {
+        (lam, s) for lam in (0.1, 1.0) for s in (0, 1, 2)}
+    assert all({**TINY_PARAMS, **t} == t for t in trials)
+
+
+def test_study_is_frozen(tmp_path):
+    study = load_study(tiny_study(tmp_path))
+    with pytest.raises(Exception):
+        study.metric = "test_exact"
+
+
+BAD = [
+    ("bad yaml", "name: x\ngrid: [\n", r"not valid YAML at line 3"),
+    ("not a mapping", "- a\n- b\n", r"a study file is a mapping of keys"),
+    ("unknown key", {"seedz": [0]}, r": seedz: unknown key \(valid here: name, task, description, metric"),
+    ("unknown nested key", {"resources": {"cpus": 2}}, r": resources.cpus: unknown key \(valid here: cpu, gpu\)"),
+    ("unknown task", {"task": "rankng"}, r": task: unknown task 'rankng'; did you mean 'ranking'\?"),
+    ("unknown loss", {"params": {**TINY_PARAMS, "loss": "neuralsrot"}}, r": grid \(trial 1: .*\): unknown loss 'neuralsrot'"),
+    ("unknown variant", {"grid": {"variant": ["newton"]}}, r": grid \(trial 1: .*variant=newton.*\): unknown variant 'newton'"),
+    ("loss param not taken", {"grid": {"variant": ["baseline"], "beta": [10]}},
+     r": grid \(trial 1: .*\): loss 'neuralsort' takes no parameter 'beta'"),
+    ("lambda zero", {"grid": {"variant": ["fisher"], "lam": [0]}}, r": grid \(trial 1: .*lam=0.*\): lam .* positive finite"),
+    ("lambda negative in search", {"search": {"trials": 2, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [-1, 10]}}}},
+     r": search.space.lam: log range needs 0 < low < high"),
+    ("empty grid axis", {"grid": {"variant": ["fisher"], "lam": []}}, r": grid: grid block 1: lam has no values"),
+    ("nothing to run", {"grid": []}, r": \(top level\): a study needs a grid, a search, or both"),
+    ("unknown metric", {"metric": "accuracy"}, r": metric: task 'ranking' reports no metric 'accuracy'"),
+    ("unknown config key", {"params": {**TINY_PARAMS, "stepz": 3}}, r"no config key 'stepz'; did you mean 'steps'\?"),
+    ("two search kinds", {"search": {"trials": 2, "space": {"lam": {"log": [1, 2], "uniform": [1, 2]}}}},
+     r": search.space.lam: give exactly one of log"),
+    ("bad name", {"name": "../escape"}, r": name: name must be letters"),
+    ("duplicate seeds", {"seeds": [0, 0]}, r": seeds: seeds must be a non-empty list of distinct"),
+]
+
+
+@pytest.mark.parametrize("case, content, message", BAD, ids=[c[0] for c in BAD])
+def test_study_errors_name_the_file_and_the_key(tmp_path, case, content, message):
+    if isinstance(content, str):
+        path = tmp_path / "broken.yaml"
+        path.write_text(content)
+    else:
+        path = tiny_study(tmp_path, **content)
+    with pytest.raises(StudyError, match=message) as error:
+        load_study(path)
+    text = str(error.value)
+    assert text.startswith(str(path)) and "\n" not in text
+
+
+def test_missing_study_file(tmp_path):
+    with pytest.raises(StudyError, match=r"missing.yaml: cannot read study file"):
+        load_study(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"grid": {"variant": ["fisher"], "lam": [0]}}, "lam (the Tikhonov strength) must be a positive finite number"),
+    ({"seedz": [1]}, "seedz: unknown key"),
+])
+def test_cli_run_rejects_bad_study_before_anything_starts(tmp_path, content, message):
+    path = tiny_study(tmp_path, **content)
+    result = run_tuner("run", path, "--storage", tmp_path / "store", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr and str(path) in result.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "tuner_results").exists()
+
+
+def test_cli_validate_reports_each_file(tmp_path):
+    good = tiny_study(tmp_path, name="good")
+    result = run_tuner("validate", good, REPO / "studies" / "quickstart.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "ok  " in result.stdout and "study 'good', task ranking, grid 4 trials" in result.stdout
+    bad = tiny_study(tmp_path, name="bad", task="sorting")
+    result = run_tuner("validate", good, bad)
+    assert result.returncode == 2 and "bad.yaml: task: unknown task 'sorting'" in result.stderr

@@ -1,0 +1,69 @@
+"""Driver-side Tune callbacks: final MLflow status per trial, and one summary line per finished trial."""
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune import Callback
+
+from .trainable import trial_config
+from .tracking import finish_trial_run
+
+SHOWN = ("loss", "variant", "lam", "tau", "beta", "n", "seed")
+
+
+class MlflowStatus(Callback):
+    """Mark each trial's run FINISHED/FAILED when Tune ends it (ASHA stops never reach the trainable)."""
+
+    def __init__(self, meta: dict[str, Any]):
+        self.meta = meta
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, "FAILED", _error(trial))
+
+    def _finish(self, trial, status, error=None):
+        m = self.meta
+        finish_trial_run(m["mlflow_uri"], m["experiment_id"], m["phase"], trial.trial_id, status, error)
+
+
+class TrialSummary(Callback):
+    """``[done] grid 3/12 a1b2c_00002 loss=neuralsort variant=fisher lam=0.1 seed=0 | valid_elementwise=0.61 step=150 (41 s)``."""
+
+    def __init__(self, metric: str, phase: str, planned: int):
+        self.metric, self.phase, self.planned = metric, phase, planned
+        self.done = 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._line("done", trials, trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line("FAILED", trials, trial, _error(trial))
+
+    def _line(self, what, trials, trial, error=None):
+        self.done += 1
+        config = trial_config(trial.config)
+        setting = " ".join(f"{k}={_fmt(config[k])}" for k in SHOWN if config.get(k) is not None)
+        result = trial.last_result or {}
+        value = result.get(self.metric)
+        outcome = error or (f"{self.metric}={_fmt(value)} step={result.get('step')} "
+                            f"({result.get('time_total', 0):.0f} s)" if value is not None else "no result")
+        print(f"[{what}] {self.phase} {self.done}/{self.planned} {trial.trial_id} {setting} | {outcome}", flush=True)
+
+
+def _error(trial) -> str:
+    text = ""
+    path = getattr(trial, "error_file", None)
+    if path:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            pass
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "trial failed"
+
+
+def _fmt(value):
+    return f"{value:.4g}" if isinstance(value, float) else value

@@ -1,0 +1,137 @@
+"""``tuner``: run, resume, validate, export and browse Newton-loss studies.
+
+Examples:
+  tuner validate studies/*.yaml
+  tuner run studies/quickstart.yaml
+  tuner run studies/lambda_search.yaml --address auto --storage /shared/studies --mlflow-uri http://head:5000
+  tuner resume quickstart
+  tuner export quickstart --out exports/
+  tuner ui quickstart
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_STORAGE = "tuner_results"
+
+
+def cmd_validate(args) -> int:
+    from .study import load_study
+
+    for path in args.files:
+        study = load_study(path)
+        grid = len(study.grid_trials())
+        search = f", search {study.search.trials} trials" if study.search else ""
+        print(f"ok  {path}: study {study.name!r}, task {study.task}, grid {grid} trials{search}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import run_study
+    from .study import load_study
+
+    study = load_study(args.study)  # every study error surfaces here, before Ray starts or a file is written
+    failed = run_study(study, args.storage, mlflow_uri=args.mlflow_uri, address=args.address)
+    return _finish(study.name, args.storage, failed)
+
+
+def cmd_resume(args) -> int:
+    from .runner import resume_study, study_dir
+
+    name = _study_name(args.study)
+    failed = resume_study(study_dir(args.storage, name), address=args.address)
+    return _finish(name, args.storage, failed)
+
+
+def cmd_export(args) -> int:
+    from .export import export_study
+    from .runner import study_dir
+
+    trials, history = export_study(study_dir(args.storage, _study_name(args.study)), args.out)
+    print(f"wrote {trials}\nwrote {history}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from .runner import load_state, study_dir
+
+    state = load_state(study_dir(args.storage, _study_name(args.study)))
+    uri = state["mlflow_uri"]
+    if not uri.startswith("sqlite"):
+        print(f"this study logs to the MLflow server {uri}: open it in a browser")
+        return 0
+    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow dashboard for {state['study']['name']!r}: http://127.0.0.1:{args.port}  (Ctrl-C to stop)", flush=True)
+    os.execvp(command[0], command)
+
+
+COMMANDS = {
+    "run": (cmd_run, "run a study file", "tuner run studies/quickstart.yaml [--storage DIR] [--mlflow-uri URI] [--address ADDR]"),
+    "resume": (cmd_resume, "continue a study whose driver stopped", "tuner resume quickstart [--storage DIR]"),
+    "validate": (cmd_validate, "check study files without training", "tuner validate studies/*.yaml"),
+    "export": (cmd_export, "write the study's trials and metric history as Parquet", "tuner export quickstart --out exports/"),
+    "ui": (cmd_ui, "open the MLflow dashboard of a study on 127.0.0.1", "tuner ui quickstart [--port 5000]"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tuner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (handler, summary, example) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=f"{summary}.\n\nexample:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(handler=handler)
+        if name == "validate":
+            p.add_argument("files", nargs="+", help="study YAML files")
+            continue
+        p.add_argument("study", help="study YAML file" if name == "run" else "study name (or its YAML file)")
+        p.add_argument("--storage", default=DEFAULT_STORAGE,
+                       help=f"folder holding studies (default ./{DEFAULT_STORAGE}); shared storage on a cluster")
+        if name in ("run", "resume"):
+            p.add_argument("--address", default=None,
+                           help="Ray cluster address (e.g. auto, HEAD:6379); default $RAY_ADDRESS, else a local Ray")
+        if name == "run":
+            p.add_argument("--mlflow-uri", default=None,
+                           help="MLflow tracking URI (e.g. http://head:5000); default SQLite in the study folder")
+        if name == "export":
+            p.add_argument("--out", default=None, help="output folder (default STORAGE/STUDY/export)")
+        if name == "ui":
+            p.add_argument("--port", type=int, default=5000)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from .runner import StudyStateError
+    from .study import StudyError
+
+    try:
+        return args.handler(args)
+    except (StudyError, StudyStateError, FileNotFoundError, ConnectionError) as error:
+        print(f"tuner: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _study_name(study: str) -> str:
+    """A study name, or the name inside a study YAML file."""
+    if study.endswith((".yaml", ".yml")) and Path(study).is_file():
+        from .study import load_study
+        return load_study(study).name
+    return study
+
+
+def _finish(name: str, storage: str, failed: int) -> int:
+    if failed:
+        print(f"tuner: {failed} trial(s) of study {name!r} failed; their errors are in MLflow "
+              f"(`tuner ui {name} --storage {storage}`)", file=sys.stderr)
+        return 1
+    print(f"study {name!r} done: `tuner ui {name} --storage {storage}` to browse, "
+          f"`tuner export {name} --storage {storage}` for Parquet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

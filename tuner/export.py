@@ -1,0 +1,76 @@
+"""Parquet export of a study from its MLflow store: one row per trial, and the full metric history.
+
+Written with pyarrow, readable by pandas, polars or DuckDB without this package.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from mlflow.tracking import MlflowClient
+
+from .runner import load_state
+from .tracking import study_runs
+
+TRIAL_COLUMNS = ("study", "phase", "trial_id", "run_id", "run_name", "status", "error", "device", "git_commit",
+                 "start_time", "end_time")
+
+
+def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
+    """Write ``trials.parquet`` and ``history.parquet`` into ``out`` (default ``STUDY/export``)."""
+    state = load_state(folder)
+    trials, history = study_tables(state["mlflow_uri"], state["experiment_id"])
+    out = Path(out) if out is not None else folder / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / "trials.parquet", out / "history.parquet"
+    for table, path in zip((trials, history), paths):
+        tmp = path.with_suffix(".parquet.tmp")
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp)
+        tmp.replace(path)
+    return paths
+
+
+def study_tables(uri: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, history) as DataFrames, straight from the tracking store."""
+    client = MlflowClient(uri)
+    rows, events = [], []
+    for run in study_runs(uri, experiment_id):
+        tags, info = run.data.tags, run.info
+        row = {"study": tags.get("study"), "phase": tags.get("phase"), "trial_id": tags.get("trial_id"),
+               "run_id": info.run_id, "run_name": info.run_name, "status": info.status, "error": tags.get("error"),
+               "device": tags.get("device"), "git_commit": tags.get("git_commit"),
+               "start_time": _time(info.start_time), "end_time": _time(info.end_time)}
+        row.update({f"param_{k}": v for k, v in run.data.params.items()})
+        row.update({f"final_{k}": v for k, v in run.data.metrics.items()})
+        rows.append(row)
+        for key in run.data.metrics:
+            for m in client.get_metric_history(info.run_id, key):
+                events.append({"trial_id": row["trial_id"], "phase": row["phase"], "run_id": info.run_id,
+                               "metric": key, "step": m.step, "value": m.value, "timestamp": _time(m.timestamp)})
+    trials = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS) + sorted({k for r in rows for k in r} - set(TRIAL_COLUMNS)))
+    for column in [c for c in trials.columns if c.startswith("param_")]:
+        trials[column] = _typed(trials[column])
+    history = pd.DataFrame(events, columns=["trial_id", "phase", "run_id", "metric", "step", "value", "timestamp"])
+    return trials.sort_values(["phase", "trial_id"], ignore_index=True), history.sort_values(
+        ["phase", "trial_id", "metric", "step"], ignore_index=True)
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """MLflow params are strings: integers, numbers and booleans get their own column types ("None" is null)."""
+    values = column.where(~column.isin(["None", "nan"]), None)
+    present = values.dropna().astype(str)
+    if present.empty:
+        return values.astype("string")
+    if present.str.fullmatch(r"-?\d+").all():
+        return pd.to_numeric(values).astype("Int64")
+    if pd.to_numeric(present, errors="coerce").notna().all():
+        return pd.to_numeric(values).astype("Float64")
+    if present.isin(["True", "False"]).all():
+        return values.map({"True": True, "False": False}).astype("boolean")
+    return values.astype("string")
+
+
+def _time(ms):
+    return pd.Timestamp(ms, unit="ms", tz="UTC") if ms else None

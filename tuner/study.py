@@ -1,0 +1,245 @@
+"""Study files: YAML -> a frozen, validated ``Study`` before Ray starts.
+
+A study names a task, fixed ``params`` for every trial, a ``grid`` (every combination of the
+listed values, as one block or a union of blocks), ``seeds`` as replicates, and optionally an
+Optuna ``search`` (run on one seed, then its best setting replicated over ``seeds``: the
+paper's protocol). Every trial config the study can produce is checked against the task
+(``task.check``), so a bad loss parameter or a lambda <= 0 fails here, not in a trial.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tasks import TASKS
+
+Scalar = Union[bool, int, float, str, None]
+KINDS = ("log", "uniform", "integer", "choice")
+
+
+class StudyError(ValueError):
+    """A study file is invalid; the message names the file and the key."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchParam(_Frozen):
+    """One searched parameter: exactly one of ``log``, ``uniform``, ``integer`` ([low, high]) or ``choice``."""
+    log: Optional[tuple[float, float]] = None
+    uniform: Optional[tuple[float, float]] = None
+    integer: Optional[tuple[int, int]] = None
+    choice: Optional[tuple[Scalar, ...]] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        kinds = [k for k in KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of log: [low, high], uniform: [low, high], integer: [low, high], "
+                             "choice: [...]")
+        if self.log is not None and not 0 < self.log[0] < self.log[1]:
+            raise ValueError(f"log range needs 0 < low < high, got {list(self.log)}")
+        for kind in ("uniform", "integer"):
+            bounds = getattr(self, kind)
+            if bounds is not None and not bounds[0] < bounds[1]:
+                raise ValueError(f"{kind} range needs low < high, got {list(bounds)}")
+        if self.choice is not None and not self.choice:
+            raise ValueError("choice needs at least one value")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KINDS if getattr(self, k) is not None)
+
+    def corners(self) -> list[Scalar]:
+        """Values that bound what the search can sample (checked against the task)."""
+        return list(self.choice) if self.choice is not None else list(getattr(self, self.kind))
+
+
+class Asha(_Frozen):
+    """Early stopping of searched trials (ASHA, on the task's ``step``)."""
+    grace_period: int = Field(gt=0)
+    reduction_factor: float = Field(default=2.0, gt=1)
+
+
+class Search(_Frozen):
+    """An Optuna (TPE) search over ``space``, on trial seed ``seed``, then replicated over the study's seeds."""
+    trials: int = Field(gt=0)
+    space: dict[str, SearchParam]
+    fixed: dict[str, Scalar] = Field(default_factory=dict)
+    seed: int = 0
+    sampler_seed: int = 0
+    asha: Optional[Asha] = None
+    replicate: bool = True
+
+    @field_validator("space")
+    @classmethod
+    def _non_empty(cls, space):
+        if not space:
+            raise ValueError("search space is empty")
+        return space
+
+
+class Resources(_Frozen):
+    cpu: float = Field(default=1, gt=0)
+    gpu: float = Field(default=0, ge=0)
+
+
+class Study(_Frozen):
+    name: str
+    task: str
+    description: str = ""
+    metric: str
+    mode: Literal["max", "min"] = "max"
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    grid: tuple[dict[str, tuple[Scalar, ...]], ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    search: Optional[Search] = None
+    resources: Resources = Resources()
+    max_concurrent: int = Field(default=1, gt=0)
+    max_failures: int = Field(default=1, ge=0)
+    source: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"name must be letters, digits, '_', '.', '-' (it names a folder), got {name!r}")
+        return name
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _one_block_or_many(cls, grid):
+        """One mapping or a list of them; a scalar value stands for a one-element list."""
+        blocks = [grid] if isinstance(grid, dict) else grid
+        if not isinstance(blocks, list):
+            return blocks
+        return [{k: v if isinstance(v, list) else [v] for k, v in b.items()} if isinstance(b, dict) else b
+                for b in blocks]
+
+    @field_validator("grid")
+    @classmethod
+    def _no_empty_axis(cls, grid):
+        for i, block in enumerate(grid):
+            if not block:
+                raise ValueError(f"grid block {i + 1} is empty")
+            for key, values in block.items():
+                if not values:
+                    raise ValueError(f"grid block {i + 1}: {key} has no values, so the grid is empty")
+        return grid
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds):
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be a non-empty list of distinct integers")
+        return seeds
+
+    @model_validator(mode="after")
+    def _something_to_run(self):
+        if not self.grid and self.search is None:
+            raise ValueError("a study needs a grid, a search, or both")
+        return self
+
+    def grid_trials(self) -> list[dict[str, Any]]:
+        """Every trial config of the grid phase: each block's combinations x seeds, de-duplicated.
+
+        ``lam`` is dropped for the baseline variant (it has no lambda), so a baseline crossed with
+        several lambdas is one trial, not several identical ones.
+        """
+        trials, seen = [], set()
+        for block in self.grid:
+            keys = list(block)
+            for values in itertools.product(*(block[k] for k in keys)):
+                case = {**self.params, **dict(zip(keys, values))}
+                if case.get("variant", "baseline") == "baseline":
+                    case.pop("lam", None)
+                for seed in self.seeds:
+                    trial = {**case, "seed": seed}
+                    key = tuple(sorted((k, repr(v)) for k, v in trial.items()))
+                    if key not in seen:
+                        seen.add(key)
+                        trials.append(trial)
+        return trials
+
+    def search_base(self) -> dict[str, Any]:
+        """The fixed part of every searched trial's config."""
+        assert self.search is not None
+        return {**self.params, **self.search.fixed, "seed": self.search.seed}
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file; any problem is a ``StudyError`` naming the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise StudyError(f"{path}: cannot read study file ({error.strerror or error})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise StudyError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    if not isinstance(raw, dict):
+        raise StudyError(f"{path}: a study file is a mapping of keys (name, task, metric, ...), got {type(raw).__name__}")
+    try:
+        study = Study(**raw, source=str(path.resolve()))
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key (valid here: {_valid_keys(first['loc'])})"
+        raise StudyError(f"{path}: {key}: {message}") from None
+    check_study(study, path)
+    return study
+
+
+def check_study(study: Study, path: str | Path) -> None:
+    """Check the task and every config the study can produce against the task's ``check``."""
+    try:
+        task = TASKS.get(study.task)
+    except KeyError as error:
+        raise StudyError(f"{path}: task: {error.args[0]}") from None
+    if study.grid and not study.grid_trials():
+        raise StudyError(f"{path}: grid: the grid is empty (a block has a key with no values)")
+    for i, trial in enumerate(study.grid_trials()):
+        _check(task, trial, path, f"grid (trial {i + 1}: {_short(trial, study.params)})")
+    if study.search is not None:
+        first = {**study.search_base(), **{k: p.corners()[0] for k, p in study.search.space.items()}}
+        for name, param in study.search.space.items():
+            for value in param.corners():
+                _check(task, {**first, name: value}, path, f"search.space.{name} (value {value!r})")
+    if study.metric not in task.METRICS:
+        raise StudyError(f"{path}: metric: task {study.task!r} reports no metric {study.metric!r} "
+                         f"(it reports: {', '.join(task.METRICS)})")
+
+
+def _check(task, config, path, where):
+    try:
+        task.check(config)
+    except (KeyError, TypeError, ValueError, FileNotFoundError) as error:
+        raise StudyError(f"{path}: {where}: {error.args[0] if error.args else error}") from None
+
+
+def _short(trial: dict, params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in trial.items() if k not in params or params[k] != v)
+
+
+def _valid_keys(loc: tuple) -> str:
+    model: type[BaseModel] = Study
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        for candidate in (Search, Resources, Asha, SearchParam):
+            if annotation is not None and candidate.__name__ in str(annotation):
+                model = candidate
+                break
+    return ", ".join(k for k in model.model_fields if k != "source")

@@ -1,0 +1,127 @@
+"""MLflow: one experiment per study, one parent run per study execution, one child run per trial.
+
+The driver creates the store, the experiment and the parent run before any trial starts
+(many trials creating a fresh SQLite store at once crash). A trial finds its own run by the
+tags ``phase`` + ``trial_id`` and reopens it on retry or ``tuner resume``, so there is exactly
+one run per trial; steps already logged are not logged again.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_CHARS = 6000
+BATCH = 100
+
+
+def sqlite_uri(study_dir: Path) -> str:
+    """The embedded default store: SQLite in the study's folder (absolute: Tune changes trial cwds)."""
+    return f"sqlite:///{(Path(study_dir) / 'mlflow.db').resolve()}"
+
+
+def prepare_experiment(uri: str, name: str, artifact_dir: Path | None) -> str:
+    """Create the store (schema) and the study's experiment if needed; return its id."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = Path(artifact_dir).resolve().as_uri() if artifact_dir is not None and uri.startswith("sqlite") else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start_parent_run(uri: str, experiment_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
+                     artifact: str | None = None) -> str:
+    """The study execution's parent run, with the study file attached."""
+    client = MlflowClient(uri)
+    run = client.create_run(experiment_id, run_name=run_name, tags={**tags, "role": "study"})
+    _log_params(client, run.info.run_id, params)
+    if artifact:
+        client.log_artifact(run.info.run_id, artifact)
+    return run.info.run_id
+
+
+def find_trial_run(client: MlflowClient, experiment_id: str, phase: str, trial_id: str):
+    runs = client.search_runs([experiment_id], filter_string=f"tags.trial_id = '{trial_id}' and tags.phase = '{phase}'",
+                              max_results=2)
+    return runs[0] if runs else None
+
+
+class TrialRun:
+    """A trial's child run: params once, metrics per evaluation (de-duplicated by step), final status."""
+
+    def __init__(self, meta: dict[str, Any], trial_id: str, trial_name: str, params: dict[str, Any], tags: dict[str, str]):
+        self.client = MlflowClient(meta["mlflow_uri"])
+        existing = find_trial_run(self.client, meta["experiment_id"], meta["phase"], trial_id)
+        if existing is None:
+            run = self.client.create_run(meta["experiment_id"], run_name=trial_name, tags={
+                PARENT_TAG: meta["parent_run_id"], "study": meta["study"], "phase": meta["phase"],
+                "trial_id": trial_id, "git_commit": meta["git_commit"], "role": "trial", **tags})
+            self.run_id = run.info.run_id
+            _log_params(self.client, self.run_id, params)
+            self.last_step = -1
+        else:
+            self.run_id = existing.info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.client.set_tag(self.run_id, "resumed", "true")
+            self.last_step = self._last_logged_step()
+
+    def log(self, metrics: dict[str, float]) -> None:
+        step = int(metrics["step"])
+        if step <= self.last_step:
+            return  # already logged before a retry/resume; training is deterministic from the checkpoint
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)]
+        for i in range(0, len(batch), BATCH):
+            self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH])
+        self.last_step = step
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(self.run_id, "error", error[:5000])
+        self.client.set_terminated(self.run_id, status)
+
+    def _last_logged_step(self) -> int:
+        history = self.client.get_metric_history(self.run_id, "train_loss")
+        return max((m.step for m in history), default=-1)
+
+
+def finish_trial_run(uri: str, experiment_id: str, phase: str, trial_id: str, status: str, error: str | None = None):
+    """Driver-side: give a trial's run its final status (covers trials stopped by ASHA or killed)."""
+    client = MlflowClient(uri)
+    run = find_trial_run(client, experiment_id, phase, trial_id)
+    if run is None:
+        return
+    if error:
+        client.set_tag(run.info.run_id, "error", error[:5000])
+    if status != "FINISHED" or run.info.status == "RUNNING":
+        client.set_terminated(run.info.run_id, status)
+
+
+def study_runs(uri: str, experiment_id: str) -> list:
+    """Every trial run of the experiment (all pages)."""
+    client = MlflowClient(uri)
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="tags.role = 'trial'", max_results=1000,
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
+    for i in range(0, len(items), BATCH):
+        client.log_batch(run_id, params=items[i:i + BATCH])
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    MlflowClient(uri).log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])

@@ -1,0 +1,54 @@
+"""The Ray Tune function trainable: a task's ``train`` with checkpoints and its MLflow run."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from tasks import TASKS
+from tasks.runtime import pick_device
+
+from .tracking import TrialRun
+
+STATE_FILE = "state.pt"
+
+
+def trial_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Grid phases pass each whole trial config under ``trial``; searches pass it flat."""
+    return dict(config["trial"]) if "trial" in config else dict(config)
+
+
+def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Train one trial: reopen its MLflow run, resume from Tune's checkpoint if any, report each evaluation."""
+    config = trial_config(config)
+    task = TASKS.get(meta["task"])
+    context = tune.get_context()
+    device = pick_device(task.describe(config)["device"])
+    tags = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "ray_node": ray.get_runtime_context().get_node_id()}
+    run = TrialRun(meta, context.get_trial_id(), context.get_trial_name(), task.describe(config), tags)
+
+    def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
+        run.log(metrics)
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, Path(folder) / STATE_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    try:
+        task.train(config, report, resume=_load_checkpoint())
+    except Exception as error:
+        run.finish("FAILED", f"{type(error).__name__}: {error}")
+        raise
+    run.finish("FINISHED")
+
+
+def _load_checkpoint() -> dict[str, Any] | None:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / STATE_FILE, weights_only=False)
