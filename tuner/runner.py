@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -182,10 +184,28 @@ def _init_ray(address: str | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
+    if not address:
         ray.init(include_dashboard=False)
+        return
+    _probe(address)
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except (ConnectionError, RuntimeError) as error:
+        raise ConnectionError(f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]} (a cluster "
+                              "with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its token in "
+                              "~/.ray/auth_token or RAY_AUTH_TOKEN on this machine too)") from None
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at HOST:PORT (ray.init retries for a long time)."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address)
+    if not match:
+        return  # "auto" and the like: ray.init resolves them itself
+    try:
+        socket.create_connection((match[1], int(match[2])), timeout=5).close()
+    except OSError as error:
+        raise ConnectionError(f"no Ray cluster answers at {address} ({error.strerror or error}); start one with "
+                              f"`ray start --head --port=PORT` or check --address / RAY_ADDRESS") from None
 
 
 def git_commit() -> str:
