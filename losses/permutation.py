@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+BCE_FLOOR = 1e-12
+
 
 def true_permutation(values: torch.Tensor) -> torch.Tensor:
     """(N, n) values -> (N, n, n) hard permutation matrix, ``Q[b, i, r] = 1`` iff element i has rank r.
@@ -16,19 +18,21 @@ def true_permutation(values: torch.Tensor) -> torch.Tensor:
     """
     order = torch.argsort(values, dim=-1, stable=True)  # order[b, r] = element at rank r
     ranks = torch.argsort(order, dim=-1, stable=True)   # ranks[b, i] = rank of element i
-    return torch.nn.functional.one_hot(ranks, values.shape[-1]).to(values.dtype if values.is_floating_point() else torch.float32)
+    dtype = values.dtype if values.is_floating_point() else torch.float32
+    # a comparison, not one_hot: it also works under torch.func transforms
+    return (ranks.unsqueeze(-1) == torch.arange(values.shape[-1], device=values.device)).to(dtype)
 
 
 def per_set_bce(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """BCE between relaxed P and hard Q, averaged over the n x n entries of each set -> (N,).
 
-    Written out (not ``F.binary_cross_entropy``) so it is twice differentiable. Saturated
-    entries (p exactly 0 or 1, common for sharp sorting networks) are floored at the dtype's
-    smallest normal number before the log, so they give a large finite loss and zero gradient
-    instead of ``0 * inf = nan``.
+    Written out (not ``F.binary_cross_entropy``) so it is twice differentiable. Entries are
+    floored at ``BCE_FLOOR`` = 1e-12 (torch's own BCE gradient clamp) before the log: saturated
+    entries (common for sharp sorting networks) then give a finite loss and zero gradient, and
+    the second derivative ``1/p^2`` stays finite in float32 (with a smaller floor the Hessian of
+    the logistic DSN at n = 10 overflows).
     """
-    tiny = torch.finfo(p.dtype).tiny
-    return -(q * p.clamp_min(tiny).log() + (1 - q) * (1 - p).clamp_min(tiny).log()).mean((-2, -1))
+    return -(q * p.clamp_min(BCE_FLOOR).log() + (1 - q) * (1 - p).clamp_min(BCE_FLOOR).log()).mean((-2, -1))
 
 
 def ranking_accuracy(scores: torch.Tensor, values: torch.Tensor) -> tuple[float, float]:

@@ -6,6 +6,7 @@ Examples:
   tuner run studies/lambda_search.yaml --address auto --storage /shared/studies --mlflow-uri http://head:5000
   tuner resume quickstart
   tuner export quickstart --out exports/
+  tuner report quickstart
   tuner ui quickstart
 """
 from __future__ import annotations
@@ -55,6 +56,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import build_report
+    from .runner import study_dir
+
+    out = build_report(study_dir(args.storage, _study_name(args.study)), args.out)
+    print(f"wrote {out}/report.md (tables, figures; also attached to the study's MLflow parent run under report/)")
+    return 0
+
+
 def cmd_ui(args) -> int:
     from .runner import load_state, study_dir
 
@@ -73,6 +83,8 @@ COMMANDS = {
     "resume": (cmd_resume, "continue a study whose driver stopped", "tuner resume quickstart [--storage DIR]"),
     "validate": (cmd_validate, "check study files without training", "tuner validate studies/*.yaml"),
     "export": (cmd_export, "write the study's trials and metric history as Parquet", "tuner export quickstart --out exports/"),
+    "report": (cmd_report, "write the study's results table, statistics, plots and runtime table",
+               "tuner report quickstart [--out DIR]"),
     "ui": (cmd_ui, "open the MLflow dashboard of a study on 127.0.0.1", "tuner ui quickstart [--port 5000]"),
 }
 
@@ -96,8 +108,8 @@ def parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--mlflow-uri", default=None,
                            help="MLflow tracking URI (e.g. http://head:5000); default SQLite in the study folder")
-        if name == "export":
-            p.add_argument("--out", default=None, help="output folder (default STORAGE/STUDY/export)")
+        if name in ("export", "report"):
+            p.add_argument("--out", default=None, help=f"output folder (default STORAGE/STUDY/{name})")
         if name == "ui":
             p.add_argument("--port", type=int, default=5000)
     return top
@@ -110,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except (StudyError, StudyStateError, FileNotFoundError, ConnectionError) as error:
+    except (StudyError, StudyStateError, FileNotFoundError, ConnectionError, ValueError) as error:
         print(f"tuner: error: {error}", file=sys.stderr)
         return 2
 

@@ -83,3 +83,15 @@ def test_ranking_accuracy_counts_exact_and_elementwise():
     values = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
     scores = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.2, 0.1, 0.3, 0.4]])
     assert ranking_accuracy(scores, values) == (0.5, 0.75)
+
+
+@pytest.mark.parametrize("name", RANKING)
+@pytest.mark.parametrize("n", [5, 10])
+def test_hessian_target_is_finite_in_float32_at_paper_sizes(name, n):
+    """Batch 100 of standard-normal scores, paper temperatures: the Newton target must exist in float32."""
+    from losses import newton_target
+    torch.manual_seed(0)
+    y, values = torch.randn(100, n), torch.randn(100, n)
+    loss = LOSSES.build(name)
+    z = newton_target(y, lambda v: loss(v, values), curvature="hessian", lam=0.1)
+    assert torch.isfinite(z).all()

@@ -22,9 +22,9 @@ def mlflow_of(store, name):
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory):
-    """Grid (baseline + fisher x 2 seeds) then an Optuna search (3 trials) replicated on both seeds."""
+    """Grid (baseline + fisher at two λ, x 2 seeds) then an Optuna search (3 trials) replicated on both seeds."""
     folder = tmp_path_factory.mktemp("e2e")
-    path = tiny_study(folder, search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
+    path = tiny_study(folder, grid=[{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1, 1.0]}], search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
                                       "seed": 0, "sampler_seed": 1, "replicate": True})
     result = run_tuner("run", path, "--storage", folder / "store", cwd=folder)
     return folder / "store", result
@@ -34,18 +34,18 @@ def test_run_succeeds_and_prints_one_line_per_trial(finished_study):
     store, result = finished_study
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("[done]")]
-    assert len(lines) == 4 + 3 + 2
-    assert any("grid 4/4" in line and "valid_elementwise=" in line for line in lines)
+    assert len(lines) == 6 + 3 + 2
+    assert any("grid 6/6" in line and "valid_elementwise=" in line for line in lines)
 
 
 def test_mlflow_has_exactly_one_child_run_per_trial_with_params_and_history(finished_study):
     store, _ = finished_study
     state, client, trials, parents = mlflow_of(store, "tiny")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert [a.path for a in client.list_artifacts(parents[0].info.run_id)] == ["tiny.yaml"]
+    assert "tiny.yaml" in [a.path for a in client.list_artifacts(parents[0].info.run_id)]
     by_phase = pd.Series([r.data.tags["phase"] for r in trials]).value_counts().to_dict()
-    assert by_phase == {"grid": 4, "search": 3, "replicate": 2}
-    assert len({(r.data.tags["phase"], r.data.tags["trial_id"]) for r in trials}) == 9
+    assert by_phase == {"grid": 6, "search": 3, "replicate": 2}
+    assert len({(r.data.tags["phase"], r.data.tags["trial_id"]) for r in trials}) == 11
     for run in trials:
         tags, params = run.data.tags, run.data.params
         assert run.info.status == "FINISHED"
@@ -75,7 +75,7 @@ def test_export_holds_the_same_trials_and_full_history(finished_study):
     assert trials.loc[trials.param_variant == "baseline", "param_lam"].isna().all()
     assert (trials["status"] == "FINISHED").all() and (trials["final_time_total"] > 0).all()
     steps = history[history.metric == "valid_elementwise"].groupby("run_id")["step"].apply(sorted)
-    assert all(s == [2, 4] for s in steps) and len(steps) == 9
+    assert all(s == [2, 4] for s in steps) and len(steps) == 11
     last = history[(history.metric == "test_exact") & (history.step == 4)].set_index("run_id")["value"]
     pd.testing.assert_series_equal(last.sort_index(), trials.set_index("run_id")["final_test_exact"].sort_index(),
                                    check_names=False)
@@ -101,3 +101,24 @@ def test_failed_trial_is_failed_in_mlflow_with_its_error(tmp_path):
     assert "NonFiniteTrainingError: singular Newton system at step 1 (loss=neuralsort, variant=hessian" in \
         status["hessian"].data.tags["error"]
     assert parents[0].info.status == "FAILED"
+
+
+def test_report_from_the_store_holds_tables_plots_and_is_attached(finished_study):
+    store, _ = finished_study
+    result = run_tuner("report", "tiny", "--storage", store)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = store / "tiny" / "report"
+    for name in ("report.md", "results.csv", "results.tex", "runtime.csv", "lambda_ablation.png", "curves_steps.png",
+                 "curves_time.png", "search_history.png", "search_importances.png", "search.json"):
+        assert (report / name).stat().st_size > 0, name
+    table = pd.read_csv(report / "results.csv")
+    grid_cells = table[table["seeds"] == 2]
+    assert set(zip(grid_cells["variant"], grid_cells["lam"].fillna(0))) >= {("baseline", 0), ("fisher", 0.1), ("fisher", 1.0)}
+    assert (table.loc[table.variant == "fisher", "test_exact_test"] == "paired t").all()
+    state, client, trials, parents = mlflow_of(store, "tiny")
+    exported = study_tables(state["mlflow_uri"], state["experiment_id"])[0]
+    base = exported[(exported.phase == "grid") & (exported.param_variant == "baseline")]["final_test_exact"]
+    assert table.loc[table.variant == "baseline", "test_exact_mean"].iloc[0] == pytest.approx(base.mean())
+    attached = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
+    assert {"report/report.md", "report/lambda_ablation.png", "report/results.csv"} <= attached
+    assert "paired t-test" in (report / "report.md").read_text()

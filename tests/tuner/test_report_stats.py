@@ -1,0 +1,57 @@
+"""The report's statistics against hand-computed values."""
+import math
+
+import pandas as pd
+import pytest
+
+from tuner.report.runtime import runtime_table
+from tuner.report.stats import compare, formatted, results_table
+
+
+def trials(rows):
+    frame = pd.DataFrame(rows, columns=["param_loss", "param_variant", "param_lam", "param_seed", "final_test_exact",
+                                        "final_time_total", "final_time_loss", "final_time_network", "final_time_data",
+                                        "final_time_eval"])
+    frame["status"] = "FINISHED"
+    frame["param_lam"] = frame["param_lam"].astype("Float64")
+    return frame
+
+
+BASE = [("ns", "baseline", None, s, v, 10.0, 1.0, 8.0, 0.5, 0.5) for s, v in zip((0, 1, 2), (0.5, 0.6, 0.7))]
+FISHER = [("ns", "fisher", 0.1, s, v, 11.0, 2.0, 8.0, 0.5, 0.5) for s, v in zip((0, 1, 2), (0.6, 0.8, 0.9))]
+
+
+def test_paired_t_test_by_seed():
+    """Differences (0.1, 0.2, 0.2): mean 1/6, sd 1/sqrt(300) -> t = 5.0 on 2 df, two-sided p = 0.03775;
+    Cohen's d = mean / sd = 2.887."""
+    t = trials(BASE + FISHER)
+    result = compare(t[t.param_variant == "fisher"], t[t.param_variant == "baseline"], "test_exact")
+    assert result["test"] == "paired t" and result["n_pairs"] == 3
+    assert result["p"] == pytest.approx(0.037750, abs=1e-5)
+    assert result["d"] == pytest.approx(5 / math.sqrt(3), rel=1e-6)
+
+
+def test_welch_when_seeds_do_not_match():
+    """(0.6, 0.8, 0.9, 0.7) on seeds 3..6 vs the baseline on 0..2: Welch's t-test, d over the pooled std."""
+    other = [("ns", "fisher", 0.1, s, v, 11.0, 2.0, 8.0, 0.5, 0.5) for s, v in zip((3, 4, 5, 6), (0.6, 0.8, 0.9, 0.7))]
+    t = trials(BASE + other)
+    result = compare(t[t.param_variant == "fisher"], t[t.param_variant == "baseline"], "test_exact")
+    from scipy import stats
+    expected = stats.ttest_ind([0.6, 0.8, 0.9, 0.7], [0.5, 0.6, 0.7], equal_var=False).pvalue
+    assert result["test"] == "Welch t" and result["p"] == pytest.approx(expected)
+    assert result["d"] == pytest.approx((0.75 - 0.6) / math.sqrt((0.0166667 + 0.01) / 2), rel=1e-4)
+
+
+def test_results_table_marks_significance_and_formats_like_the_paper():
+    table = results_table(trials(BASE + FISHER), ["test_exact"])
+    assert list(table["variant"]) == ["baseline", "fisher"]
+    cells = formatted(table, ["test_exact"])
+    assert cells.loc[cells.variant == "baseline", "test_exact"].iloc[0] == "60.00 ± 10.00"
+    assert cells.loc[cells.variant == "fisher", "test_exact"].iloc[0] == "76.67 ± 15.28 *"
+    assert cells.loc[cells.variant == "fisher", "test_exact p"].iloc[0] == "0.0377"  # p = 0.037749...
+
+
+def test_runtime_ratio_to_baseline():
+    table = runtime_table(trials(BASE + FISHER)).set_index("variant")
+    assert table.loc["fisher", "ratio_to_baseline"] == pytest.approx(1.1)
+    assert table.loc["fisher", "loss_newton_s"] == 2.0 and table.loc["baseline", "network_s"] == 8.0

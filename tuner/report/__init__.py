@@ -1,0 +1,95 @@
+"""``tuner report``: a study's tables and figures, built from its MLflow store alone and attached to the
+study's parent run (artifact folder ``report/``), so any machine that can read the store can rebuild it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from tasks import TASKS
+
+from ..export import study_tables
+from ..runner import load_state
+from ..study import Study
+from .plots import curves, lambda_ablation
+from .runtime import runtime_table
+from .search import rebuild_study, search_figures
+from .stats import formatted, results_table
+
+
+def build_report(folder: Path, out: Path | None = None) -> Path:
+    """Write the report into ``out`` (default ``STUDY/report``) and attach it to the parent run."""
+    state = load_state(folder)
+    study = Study(**state["study"])
+    trials, history = study_tables(state["mlflow_uri"], state["experiment_id"])
+    if trials.empty or not (trials["status"] == "FINISHED").any():
+        raise ValueError(f"study {study.name!r} has no finished trial to report on yet")
+    out = Path(out) if out is not None else folder / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = list(TASKS.get(study.task).REPORT_METRICS)
+    title = f"study {study.name}: {budget(trials)}"
+    compared = trials[trials["phase"] != "search"] if (trials["phase"] != "search").any() else trials
+
+    table = results_table(compared, metrics)
+    table.to_csv(out / "results.csv", index=False)
+    pretty = formatted(table, metrics)
+    runtime = runtime_table(compared)
+    runtime.to_csv(out / "runtime.csv", index=False)
+    pretty.to_latex(out / "results.tex", index=False, escape=True,
+                    caption=f"{title}: mean ± std over seeds (×100); * p < 0.05 against the baseline")
+    figures = []
+    if lambda_ablation(compared, study.metric, title, out / "lambda_ablation.png"):
+        figures.append("lambda_ablation.png")
+    for x, name in (("step", "curves_steps.png"), ("time_total", "curves_time.png")):
+        curves(compared, history, study.metric, x, title, out / name)
+        figures.append(name)
+    search = None
+    if study.search is not None and (trials["phase"] == "search").any():
+        search = search_figures(rebuild_study(trials, study), title, out)
+        figures += [f for f in ("search_history.png", "search_importances.png") if (out / f).exists()]
+        (out / "search.json").write_text(json.dumps(search, indent=2, default=str))
+    (out / "report.md").write_text(_markdown(study, title, pretty, runtime, figures, search, state))
+    client = MlflowClient(state["mlflow_uri"])
+    client.log_artifacts(state["parent_run_id"], str(out), artifact_path="report")
+    return out
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    cell = lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).replace("|", "\\|")
+    rows = [[str(c) for c in frame.columns]] + [[cell(v) for v in row] for row in frame.itertuples(index=False)]
+    return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])] +
+                     ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+
+def budget(trials: pd.DataFrame) -> str:
+    def one(column, fmt):
+        values = trials.get(column, pd.Series(dtype=object)).dropna().unique()
+        return fmt.format(values[0]) if len(values) == 1 else None
+    seeds = trials["param_seed"].nunique() if "param_seed" in trials else 0
+    parts = [one("param_steps", "{} steps"), one("param_batch_size", "batch {}"), f"{seeds} seed(s)",
+             one("param_data_source", "data {}")]
+    return ", ".join(p for p in parts if p)
+
+
+def _markdown(study, title, pretty, runtime, figures, search, state) -> str:
+    lines = [f"# Report: {title}", "", study.description, "",
+             f"Metric optimised: `{study.metric}` ({study.mode}). MLflow: `{state['mlflow_uri']}`, "
+             f"experiment {state['experiment_id']}, parent run {state['parent_run_id']}.", "",
+             "## Results (final values, mean ± std over seeds, ×100)", "",
+             "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
+             "(Welch's t-test when seeds differ); p-value, Cohen's d; `*` marks p < 0.05.", "",
+             markdown_table(pretty), "", "## Runtime (seconds, mean over seeds)", "",
+             markdown_table(runtime.round(3)), "", "## Figures", ""]
+    lines += [f"![{f}]({f})" for f in figures]
+    if search:
+        lines += ["", "## Search", "", f"{search['complete']} of {search['trials']} searched trials completed."]
+        if "best" in search:
+            lines += [f"Best: `{study.metric}` = {search['best']['value']:.4g} with {search['best']['params']} "
+                      f"(trial {search['best']['trial_id']})."]
+        if "importances" in search:
+            lines += ["Parameter importances (fANOVA): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in search["importances"].items())]
+    return "\n".join(lines) + "\n"
