@@ -23,10 +23,12 @@ def cmd_validate(args) -> int:
     from .study import load_study
 
     for path in args.files:
-        study = load_study(path)
-        grid = len(study.grid_trials())
-        search = f", search {study.search.trials} trials" if study.search else ""
-        print(f"ok  {path}: study {study.name!r}, task {study.task}, grid {grid} trials{search}")
+        for scale in [None, *load_study(path).scales]:
+            study = load_study(path, scale)
+            grid = len(study.grid_trials())
+            search = f", search {study.search.trials} trials" if study.search else ""
+            print(f"ok  {path}{f' --scale {scale}' if scale else ''}: study {study.name!r}, task {study.task}, "
+                  f"grid {grid} trials{search}")
     return 0
 
 
@@ -34,7 +36,7 @@ def cmd_run(args) -> int:
     from .runner import run_study
     from .study import load_study
 
-    study = load_study(args.study)  # every study error surfaces here, before Ray starts or a file is written
+    study = load_study(args.study, args.scale)  # every study error surfaces here, before Ray starts or a file is written
     failed = run_study(study, args.storage, mlflow_uri=args.mlflow_uri, address=args.address)
     return _finish(study.name, args.storage, failed)
 
@@ -106,6 +108,8 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--address", default=None,
                            help="Ray cluster address (e.g. auto, HEAD:6379); default $RAY_ADDRESS, else a local Ray")
         if name == "run":
+            p.add_argument("--scale", default=None,
+                           help="apply one of the study's `scales` (e.g. smoke: a laptop-sized run named STUDY-smoke)")
             p.add_argument("--mlflow-uri", default=None,
                            help="MLflow tracking URI (e.g. http://head:5000); default SQLite in the study folder")
         if name in ("export", "report"):

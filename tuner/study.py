@@ -86,6 +86,13 @@ class Search(_Frozen):
         return space
 
 
+class Scale(_Frozen):
+    """A named override (``tuner run STUDY --scale smoke``): params merged in, seeds and search budget replaced."""
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    seeds: Optional[tuple[int, ...]] = None
+    search_trials: Optional[int] = Field(default=None, gt=0)
+
+
 class Resources(_Frozen):
     cpu: float = Field(default=1, gt=0)
     gpu: float = Field(default=0, ge=0)
@@ -104,6 +111,7 @@ class Study(_Frozen):
     resources: Resources = Resources()
     max_concurrent: int = Field(default=1, gt=0)
     max_failures: int = Field(default=1, ge=0)
+    scales: dict[str, Scale] = Field(default_factory=dict)
     source: str = ""
 
     @field_validator("name")
@@ -174,8 +182,11 @@ class Study(_Frozen):
         return {**self.params, **self.search.fixed, "seed": self.search.seed}
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study file; any problem is a ``StudyError`` naming the file and the key."""
+def load_study(path: str | Path, scale: str | None = None) -> Study:
+    """Read and validate a study file; any problem is a ``StudyError`` naming the file and the key.
+
+    ``scale`` applies one of the file's ``scales`` (e.g. ``smoke``); the study is then named ``NAME-SCALE``.
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -191,6 +202,8 @@ def load_study(path: str | Path) -> Study:
         raise StudyError(f"{path}: a study file is a mapping of keys (name, task, metric, ...), got {type(raw).__name__}")
     try:
         study = Study(**raw, source=str(path.resolve()))
+        if scale is not None:
+            study = _scaled(study, scale, path)
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -200,6 +213,19 @@ def load_study(path: str | Path) -> Study:
         raise StudyError(f"{path}: {key}: {message}") from None
     check_study(study, path)
     return study
+
+
+def _scaled(study: Study, scale: str, path: Path) -> Study:
+    if scale not in study.scales:
+        raise StudyError(f"{path}: scales: no scale {scale!r} (this study has: {', '.join(study.scales) or 'none'})")
+    override = study.scales[scale]
+    raw = study.model_dump()
+    raw.update(name=f"{study.name}-{scale}", params={**study.params, **override.params}, scales={})
+    if override.seeds is not None:
+        raw["seeds"] = override.seeds
+    if override.search_trials is not None and study.search is not None:
+        raw["search"]["trials"] = override.search_trials
+    return Study(**raw)
 
 
 def check_study(study: Study, path: str | Path) -> None:
@@ -238,7 +264,7 @@ def _valid_keys(loc: tuple) -> str:
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
-        for candidate in (Search, Resources, Asha, SearchParam):
+        for candidate in (Search, Resources, Asha, SearchParam, Scale):
             if annotation is not None and candidate.__name__ in str(annotation):
                 model = candidate
                 break

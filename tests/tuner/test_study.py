@@ -16,10 +16,36 @@ def test_there_are_studies_to_validate():
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
-def test_every_shipped_study_validates(path):
+def test_every_shipped_study_validates_at_every_scale(path):
     study = load_study(path)
     assert study.name == path.stem  # registry key = file name = YAML value
     assert path.read_text().startswith("#") and f"tuner run studies/{path.name}" in path.read_text()
+    for scale in study.scales:
+        scaled = load_study(path, scale)  # every trial config re-checked against the task
+        assert scaled.name == f"{study.name}-{scale}" and not scaled.scales
+        assert f"--scale {scale}" in path.read_text()
+
+
+def test_paper_studies_are_shipped():
+    assert {"table1_ranking", "cauchy_n15", "figure4_lambda", "runtime_ranking"} <= {p.stem for p in STUDIES}
+    figure4 = load_study(REPO / "studies" / "figure4_lambda.yaml")
+    lams = sorted({t["lam"] for t in figure4.grid_trials() if "lam" in t})
+    assert len(lams) == 13 and lams[0] == 0.001 and lams[-1] == 1000
+    table1 = load_study(REPO / "studies" / "table1_ranking.yaml").grid_trials()
+    assert len(table1) == 4 * 3 * 2 * 10
+    assert {t["lam"] for t in table1 if t["loss"] == "neuralsort" and t["n"] == 10 and t["variant"] == "fisher"} == {100}
+
+
+def test_scale_overrides_params_seeds_and_search_budget(tmp_path):
+    path = tiny_study(tmp_path, scales={"smoke": {"params": {"steps": 2}, "seeds": [5], "search_trials": 1}},
+                      search={"trials": 9, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.1, 1]}}})
+    study = load_study(path, "smoke")
+    assert study.name == "tiny-smoke" and study.params["steps"] == 2 and study.seeds == (5,) and study.search.trials == 1
+    with pytest.raises(StudyError, match=r"scales: no scale 'tiny' \(this study has: smoke\)"):
+        load_study(path, "tiny")
+    bad = tiny_study(tmp_path, name="bad", scales={"smoke": {"params": {"steps": 0}}})
+    with pytest.raises(StudyError, match=r"bad.yaml: grid \(trial 1: .*\): ranking: steps must be a positive integer"):
+        load_study(bad, "smoke")
 
 
 def test_grid_expands_blocks_times_seeds_and_drops_lambda_for_baseline(tmp_path):
