@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .permutation import per_set_bce, true_permutation
+from .permutation import PermutationLoss
 from .registry import LOSSES
 
 
@@ -21,7 +21,7 @@ def neuralsort(s: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 @LOSSES.register("neuralsort")
-class NeuralSortLoss:
+class NeuralSortLoss(PermutationLoss):
     """BCE of NeuralSort's relaxed permutation against the true one (paper: tau = 1.0)."""
 
     def __init__(self, tau: float = 1.0):
@@ -30,6 +30,3 @@ class NeuralSortLoss:
     def permutation(self, scores: torch.Tensor) -> torch.Tensor:
         # Descending rows of neuralsort(-s) are ascending ranks of s; transpose to [element, rank].
         return neuralsort(-scores, self.tau).transpose(-2, -1)
-
-    def __call__(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return per_set_bce(self.permutation(scores), true_permutation(values))

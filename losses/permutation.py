@@ -35,6 +35,19 @@ def per_set_bce(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return -(q * p.clamp_min(BCE_FLOOR).log() + (1 - q) * (1 - p).clamp_min(BCE_FLOOR).log()).mean((-2, -1))
 
 
+class PermutationLoss:
+    """A ranking loss: per-set BCE between ``self.permutation(scores)`` (N, n, n) and the true permutation.
+
+    Subclasses give the relaxation; ``loss(scores, values)`` maps (N, n) scores and values to (N,) losses.
+    """
+
+    def permutation(self, scores: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return per_set_bce(self.permutation(scores), true_permutation(values))
+
+
 def ranking_accuracy(scores: torch.Tensor, values: torch.Tensor) -> tuple[float, float]:
     """Exact-match and element-wise ranking accuracy (diffsort's metric).
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .permutation import per_set_bce, true_permutation
+from .permutation import PermutationLoss
 from .registry import LOSSES
 
 
@@ -14,7 +14,7 @@ def softsort(s: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 @LOSSES.register("softsort")
-class SoftSortLoss:
+class SoftSortLoss(PermutationLoss):
     """BCE of SoftSort's relaxed permutation against the true one (paper: tau = 0.1)."""
 
     def __init__(self, tau: float = 0.1):
@@ -23,6 +23,3 @@ class SoftSortLoss:
     def permutation(self, scores: torch.Tensor) -> torch.Tensor:
         # Descending rows of softsort(-s) are ascending ranks of s; transpose to [element, rank].
         return softsort(-scores, self.tau).transpose(-2, -1)
-
-    def __call__(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return per_set_bce(self.permutation(scores), true_permutation(values))

@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from diffsort import get_sorting_network, sort
 
-from .permutation import per_set_bce, true_permutation
+from .permutation import PermutationLoss
 
 
-class SortingNetworkLoss:
+class SortingNetworkLoss(PermutationLoss):
     """BCE of an odd-even differentiable sorting network's permutation against the true one.
 
     diffsort returns ``P[b, i, r]`` = probability that element i lands at ascending rank r,
@@ -25,6 +25,3 @@ class SortingNetworkLoss:
         if key not in self._networks:
             self._networks[key] = get_sorting_network("odd_even", key[0], scores.device)
         return sort(self._networks[key], scores, steepness=self.beta, distribution=self.distribution)[1]
-
-    def __call__(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return per_set_bce(self.permutation(scores), true_permutation(values))

@@ -61,8 +61,7 @@ class RankingCNN(nn.Sequential):
 def describe(config: dict[str, Any]) -> dict[str, Any]:
     """The fully resolved config (defaults and loss parameters filled in, data source named)."""
     cfg = resolve_config(config, DEFAULTS, "ranking")
-    loss_params = _loss_params(cfg)
-    cfg.update({key: LOSSES.parameters(cfg["loss"])[key] for key in LOSSES.parameters(cfg["loss"])}, **loss_params)
+    cfg.update({**LOSSES.parameters(cfg["loss"]), **_loss_params(cfg)})
     cfg["data_source"] = describe_source(cfg["data_dir"])
     return cfg
 

@@ -27,10 +27,11 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
     config = trial_config(config)
     task = TASKS.get(meta["task"])
     context = tune.get_context()
-    device = pick_device(task.describe(config)["device"])
+    resolved = task.describe(config)
+    device = pick_device(resolved["device"])
     tags = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "ray_node": ray.get_runtime_context().get_node_id()}
-    run = TrialRun(meta, context.get_trial_id(), context.get_trial_name(), task.describe(config), tags)
+    run = TrialRun(meta, context.get_trial_id(), context.get_trial_name(), resolved, tags)
 
     def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
         run.log(metrics)

@@ -1,0 +1,116 @@
+"""The MLflow dashboard of the quickstart study, in a real headless Chromium (Debian's chromium + chromedriver).
+
+Runs the real quickstart study (`tuner run studies/quickstart.yaml`, a few minutes), builds its report, serves
+the store with `tuner ui`, then checks in the browser that the child runs are listed under the study's parent run
+with their λ and variant, and that the report's plots are among the parent run's artifacts.
+"""
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from .helpers import REPO, TUNER, run_tuner
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(1800)]
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+FLAGS = ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
+         "--disable-component-update --disable-sync --disable-dev-shm-usage --window-size=1600,1200").split()
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.fail("the browser test needs Debian's chromium and chromium-driver (installed by .ci/run)")
+    folder = tmp_path_factory.mktemp("dashboard")
+    store = folder / "store"
+    run = run_tuner("run", REPO / "studies" / "quickstart.yaml", "--storage", store, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = run_tuner("report", "quickstart", "--storage", store, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([TUNER, "ui", "quickstart", "--storage", store, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, "the MLflow server did not come up"
+                time.sleep(1)
+        yield url, json.loads((store / "quickstart" / "study.json").read_text())
+    finally:
+        subprocess.run(["pkill", "-TERM", "-g", str(server.pid)], check=False)
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_for_text(driver, *texts, timeout=60):
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        body = driver.find_element(By.TAG_NAME, "body").text
+        if all(t in body for t in texts):
+            return body
+        time.sleep(0.5)
+    driver.save_screenshot("/tmp/dashboard-failure.png")
+    raise AssertionError(f"not all of {texts} on {driver.current_url} (screenshot /tmp/dashboard-failure.png)")
+
+
+def test_child_runs_are_listed_under_the_study_run(dashboard, browser):
+    from mlflow.tracking import MlflowClient
+    from selenium.webdriver.common.by import By
+
+    url, state = dashboard
+    children = MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    assert len(children) == 6
+    browser.get(f"{url}/#/experiments/{state['experiment_id']}/runs")
+    wait_for_text(browser, "quickstart study", "7 matching runs")
+    expand = browser.find_element(By.XPATH, "//a[contains(., 'quickstart study')]/ancestor::div[contains(@class,"
+                                            "'ag-cell')]//button")
+    expand.click()
+    wait_for_text(browser, *[run.info.run_name for run in children])
+
+
+def test_each_child_run_page_shows_its_lambda_and_variant(dashboard, browser):
+    from mlflow.tracking import MlflowClient
+
+    url, state = dashboard
+    for run in MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'"):
+        params = run.data.params
+        browser.get(f"{url}/#/experiments/{state['experiment_id']}/runs/{run.info.run_id}")
+        body = wait_for_text(browser, run.info.run_name, "variant", params["variant"], "lam")
+        if params["variant"] != "baseline":
+            assert params["lam"] in body
+
+
+def test_report_plots_are_artifacts_of_the_study_run(dashboard, browser):
+    from selenium.webdriver.common.by import By
+
+    url, state = dashboard
+    browser.get(f"{url}/#/experiments/{state['experiment_id']}/runs/{state['parent_run_id']}/artifacts")
+    wait_for_text(browser, "report", "quickstart.yaml")
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='report']").click()
+    wait_for_text(browser, "curves_steps.png", "report.md", "search_history.png")
