@@ -11,19 +11,43 @@ from typing import Callable
 
 import torch
 
-from .newton import _check_lam, inject_fisher, newton_loss
+from .newton import _check_lam, inject_fisher, newton_loss, newton_target_from
 
 VARIANTS = ("baseline", "hessian", "fisher")
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def make_objective(loss: Callable, variant: str, lam: float | None = None) -> Objective:
-    """Wrap a per-sample loss ``loss(y, target) -> (N,)`` into the chosen variant's scalar objective."""
+    """Wrap a per-sample loss ``loss(y, target) -> (N,)`` into the chosen variant's scalar objective.
+
+    A loss with ``estimates`` (the stochastic shortest-path losses) hands over its own gradient and
+    curvature estimates, which go through ``newton_target_from``.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} (valid: {', '.join(VARIANTS)})")
+    supported = getattr(loss, "variants", VARIANTS)
+    if variant not in supported:
+        raise ValueError(f"loss {type(loss).__name__} has no {variant!r} variant (it supports: {', '.join(supported)})")
+    if variant != "baseline":
+        _check_lam(lam)
+    if hasattr(loss, "estimates"):
+        return _estimated_objective(loss, variant, lam)
     if variant == "baseline":
         return lambda y, target: loss(y, target).mean()
-    _check_lam(lam)
     if variant == "hessian":
         return lambda y, target: newton_loss(y, lambda v: loss(v, target), curvature="hessian", lam=lam)
     return lambda y, target: loss(inject_fisher(y, lam), target).mean()
+
+
+def _estimated_objective(loss, variant: str, lam: float | None) -> Objective:
+    """The loss's estimated value, carrying the variant's gradient: ``grad / N`` for the baseline, the Newton
+    step ``(y - z) / N`` otherwise (Definition 1 with the estimated Hessian, or Definition 2)."""
+    def objective(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        values, grad, mean_hessian = loss.estimates(y, target, hessian=variant == "hessian")
+        if variant == "baseline":
+            surrogate = (grad * y).sum(1).mean()
+        else:
+            z = newton_target_from(y, grad, mean_hessian if variant == "hessian" else "fisher", lam)
+            surrogate = 0.5 * (z - y).pow(2).sum(1).mean()
+        return values.mean() + surrogate - surrogate.detach()
+    return objective

@@ -1,0 +1,54 @@
+"""Gaussian stochastic smoothing estimators (paper App. B.4 eqs. 15-16, App. B.5 eq. 17; SPEC 5).
+
+With noise ``sigma Z``, ``Z ~ N(0, I)``, the exponential-family terms of Lemma 1 are ``grad nu = Z / sigma``
+and ``hess nu = I / sigma^2``; subtracting ``f(y)`` (the method of covariates) keeps them unbiased and
+lowers their variance:
+
+    grad  E f(y + sigma Z) = E[(f(y + sigma Z) - f(y)) Z] / sigma                       (15)
+    hess  E f(y + sigma Z) = E[(f(y + sigma Z) - f(y)) (Z Z^T - I)] / sigma^2           (16)
+    jac   E g(y + sigma Z) = E[(g(y + sigma Z) - g(y)) Z^T] / sigma      (Stein; vector-valued g)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def noise(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=like.dtype).to(like.device)
+
+
+def smoothed_loss_estimates(f: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, sigma: float, samples: int,
+                            generator: torch.Generator | None = None, hessian: bool = False):
+    """Eqs. 15-16 for a per-sample loss ``f`` ((K, m) -> (K,)) at each row of ``y`` (N, m).
+
+    Returns:
+        grad: (N, m), row i estimating grad E f(y_i + sigma Z).
+        hess: (m, m) estimate of the batch mean of the Hessians (Definition 1's M), or None.
+    """
+    n, m = y.shape
+    z = noise((samples, n, m), generator, y)
+    delta = f((y.unsqueeze(0) + sigma * z).reshape(-1, m)).reshape(samples, n) - f(y).unsqueeze(0)  # (S, N)
+    grad = (delta.unsqueeze(-1) * z).mean(0) / sigma
+    if not hessian:
+        return grad, None
+    flat_z = z.reshape(-1, m)
+    outer = (delta.reshape(-1, 1) * flat_z).T @ flat_z  # sum over samples and rows of delta Z Z^T
+    mean_hessian = (outer - delta.sum() * torch.eye(m, dtype=y.dtype, device=y.device)) / (samples * n * sigma ** 2)
+    return grad, 0.5 * (mean_hessian + mean_hessian.T)
+
+
+def smoothed_solution_estimates(solve: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, sigma: float,
+                                samples: int, generator: torch.Generator | None = None):
+    """The smoothed solver ``E g(y + sigma Z)`` and the sample noise/differences for its Jacobian.
+
+    Returns:
+        mean: (N, m) estimate of ``E g(y_i + sigma Z)``.
+        z: (S, N, m) the noise; delta: (S, N, m) ``g(y_i + sigma Z) - g(y_i)``. The Jacobian of row i is
+        ``mean_s delta[s, i] z[s, i]^T / sigma``; products with it need no (m x m) matrix per row.
+    """
+    n, m = y.shape
+    z = noise((samples, n, m), generator, y)
+    perturbed = solve((y.unsqueeze(0) + sigma * z).reshape(-1, m)).reshape(samples, n, m)
+    return perturbed.mean(0), z, perturbed - solve(y).unsqueeze(0)
