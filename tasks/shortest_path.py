@@ -1,0 +1,181 @@
+"""Warcraft 12x12 shortest-path supervision (paper Section 4.2, App. B.3-B.5): predict cell costs from the
+map so that the shortest path under them is the true one; supervision is the true path only.
+
+``train(config, report, resume=None)`` trains CombResnet18 with a shortest-path loss family of
+``losses.LOSSES`` (ss_loss, ss_algorithm, po_fy) and a variant; Adam with the benchmark's schedule (lr x 0.1
+after 60 % and 80 % of the epochs); evaluation after every epoch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from losses import LOSSES, make_objective
+from losses.grid_paths import solve_flat
+
+from .runtime import (NonFiniteTrainingError, Stopwatch, pick_device, resolve_config, restore_rng_state, rng_state,
+                      seed_everything)
+from .warcraft_data import ENV_VAR, cached_generated, load_warcraft
+from .warcraft_model import CombResnet18, channel_stats
+
+DEFAULTS: dict[str, Any] = {
+    "epochs": 50,               # paper: 50 epochs, lr x 0.1 after epochs 30 and 40
+    "batch_size": 70,           # Vlastelica et al.
+    "lr": 1e-3,                 # paper: 1e-3 for stochastic smoothing, 1e-2 for PO / FY
+    "seed": 0,
+    "loss": "ss_loss",
+    "sigma": None,              # noise scale (None: the loss's default, 0.1)
+    "samples": None,            # samples per estimate (paper: 3, 10, 30)
+    "norm": None,               # ss_algorithm: "l1" or "l2" (squared L2)
+    "variant": "baseline",
+    "lam": None,
+    "data_dir": None,           # real Warcraft folder; None: $NEWTON_WARCRAFT_DIR, else a generated set
+    "train_size": 10_000,       # sizes of the generated set (the real set's by default)
+    "eval_size": 1_000,         # val and test size of the generated set
+    "data_seed": 0,             # the generated set's seed
+    "device": "auto",
+}
+REPORT_METRICS = ("test_match_path", "test_match_cost")
+METRICS = ("train_loss", "valid_match_path", "valid_match_cost", "valid_cost_ratio", "test_match_path",
+           "test_match_cost", "test_cost_ratio", "time_total", "time_loss", "time_network", "time_data", "time_eval")
+LOSS_PARAMS = ("sigma", "samples", "norm")
+
+Report = Callable[[dict[str, float], dict[str, Any]], None]
+
+
+def describe(config: dict[str, Any]) -> dict[str, Any]:
+    cfg = resolve_config(config, DEFAULTS, "shortest_path")
+    cfg.update({**LOSSES.parameters(cfg["loss"]), **_loss_params(cfg)})
+    folder = cfg["data_dir"] or _env_dir()
+    cfg["data_source"] = (f"warcraft:{folder}" if folder else
+                          f"generated:{cfg['train_size']}/{cfg['eval_size']}/{cfg['eval_size']}:seed{cfg['data_seed']}")
+    return cfg
+
+
+def check(config: dict[str, Any]) -> None:
+    cfg = resolve_config(config, DEFAULTS, "shortest_path")
+    loss = LOSSES.build(cfg["loss"], **_loss_params(cfg))
+    if not hasattr(loss, "estimates"):
+        raise ValueError(f"shortest_path: loss {cfg['loss']!r} is not a shortest-path loss "
+                         f"(use one of: ss_loss, ss_algorithm, po_fy)")
+    make_objective(loss, cfg["variant"], cfg["lam"])
+    for key in ("epochs", "batch_size", "train_size", "eval_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ValueError(f"shortest_path: {key} must be a positive integer, got {cfg[key]!r}")
+    if not (isinstance(cfg["lr"], (int, float)) and math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
+        raise ValueError(f"shortest_path: lr must be a positive number, got {cfg['lr']!r}")
+
+
+def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None = None) -> dict[str, float]:
+    """Train and evaluate after every epoch; ``report(metrics, state)`` as in the ranking task."""
+    check(config)
+    cfg = resolve_config(config, DEFAULTS, "shortest_path")
+    device = pick_device(cfg["device"])
+    seed_everything(cfg["seed"])
+    data = _load(cfg)
+    train_maps = torch.from_numpy(np.array(data["train"]["maps"]))
+    train_paths = torch.from_numpy(np.asarray(data["train"]["paths"], dtype=np.float32)).flatten(1)
+    model = CombResnet18(*channel_stats(train_maps)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    milestones = [round(0.6 * cfg["epochs"]), round(0.8 * cfg["epochs"])]
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    objective = make_objective(LOSSES.build(cfg["loss"], **_loss_params(cfg)), cfg["variant"], cfg["lam"])
+    generator = torch.Generator().manual_seed(cfg["seed"])
+    epoch, step, timers = 0, 0, None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        restore_rng_state(resume["rng"], generator)
+        epoch, step, timers = resume["epoch"], resume["step"], resume["timers"]
+    clock = Stopwatch(device, timers)
+    metrics: dict[str, float] = {}
+    while epoch < cfg["epochs"]:
+        loss_sum, batches = 0.0, 0
+        for idx in torch.randperm(len(train_maps), generator=generator).split(cfg["batch_size"]):
+            clock.start()
+            maps, target = train_maps[idx].to(device), train_paths[idx].to(device)
+            clock.lap("data")
+            costs = model(maps).flatten(1)
+            clock.lap("network")
+            grad, value = _objective_gradient(objective, costs, target, step + 1, cfg)
+            clock.lap("loss")
+            optimizer.zero_grad(set_to_none=True)
+            costs.backward(grad)
+            optimizer.step()
+            clock.lap("network")
+            step, loss_sum, batches = step + 1, loss_sum + value, batches + 1
+        schedule.step()
+        epoch += 1
+        clock.start()
+        metrics = {"step": step, "epoch": epoch, "train_loss": loss_sum / batches,
+                   **_evaluate(model, data, device)}
+        clock.lap("eval")
+        metrics.update({f"time_{k}": v for k, v in clock.totals.items()}, time_total=sum(clock.totals.values()))
+        report(metrics, {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "schedule": schedule.state_dict(), "rng": rng_state(generator), "timers": dict(clock.totals)})
+    return metrics
+
+
+def path_metrics(pred_costs: torch.Tensor, true_paths: torch.Tensor, true_costs: torch.Tensor) -> dict[str, float]:
+    """Perfect matches by path equality (sum |true - pred| < 0.5) and by cost equality (the predicted path's
+    cost under the true costs equals the optimum within 1e-3, as weights are float16), and the mean ratio of
+    the predicted path's true cost to the optimum."""
+    pred = solve_flat(pred_costs)
+    weights = true_costs.flatten(1).double()
+    pred_cost = (pred.double() * weights).sum(1)
+    best = (true_paths.flatten(1).double() * weights).sum(1)
+    return {"match_path": ((pred - true_paths.flatten(1)).abs().sum(1) < 0.5).float().mean().item(),
+            "match_cost": ((pred_cost - best).abs() <= 1e-3 * best.clamp_min(1)).float().mean().item(),
+            "cost_ratio": (pred_cost / best).mean().item()}
+
+
+def _objective_gradient(objective, costs, target, step, cfg):
+    where = f"at step {step} (loss={cfg['loss']}, variant={cfg['variant']}, lam={cfg['lam']})"
+    if not torch.isfinite(costs).all():
+        raise NonFiniteTrainingError(f"non-finite model output {where}")
+    y = costs.detach().double().requires_grad_(True)
+    try:
+        value = objective(y, target.double())
+        (grad,) = torch.autograd.grad(value, y)
+    except FloatingPointError as error:
+        raise NonFiniteTrainingError(f"non-finite training {where}: {error}") from error
+    except torch.linalg.LinAlgError as error:
+        raise NonFiniteTrainingError(f"singular Newton system {where}: {error}") from error
+    if not torch.isfinite(value) or not torch.isfinite(grad).all():
+        raise NonFiniteTrainingError(f"non-finite loss or gradient {where}")
+    return grad.to(costs.dtype), value.item()
+
+
+@torch.no_grad()
+def _evaluate(model, data, device) -> dict[str, float]:
+    model.eval()
+    out = {}
+    for split, name in (("val", "valid"), ("test", "test")):
+        maps = torch.from_numpy(np.array(data[split]["maps"]))
+        pred = torch.cat([model(chunk.to(device)).flatten(1).cpu() for chunk in maps.split(200)])
+        paths = torch.from_numpy(np.asarray(data[split]["paths"], dtype=np.float32))
+        weights = torch.from_numpy(np.asarray(data[split]["weights"], dtype=np.float32))
+        out.update({f"{name}_{k}": v for k, v in path_metrics(pred, paths, weights).items()})
+    model.train()
+    return out
+
+
+def _load(cfg):
+    folder = cfg["data_dir"] or _env_dir()
+    if folder is None:
+        folder = cached_generated({"train": cfg["train_size"], "val": cfg["eval_size"], "test": cfg["eval_size"]},
+                                  seed=cfg["data_seed"])
+    return load_warcraft(folder)
+
+
+def _env_dir():
+    import os
+    return os.environ.get(ENV_VAR) or None
+
+
+def _loss_params(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {key: cfg[key] for key in LOSS_PARAMS if cfg[key] is not None}
