@@ -1,5 +1,6 @@
 """Newton losses and the algorithmic losses they wrap (Petersen et al., NeurIPS 2024)."""
-from . import cauchy_dsn, logistic_dsn, neuralsort, po_fy, softsort, ss_algorithm, ss_loss  # noqa: F401  (registry)
+from . import (bellman_ford, cauchy_dsn, logistic_dsn, neuralsort, po_fy, softsort, ss_algorithm,  # noqa: F401
+               ss_loss)  # (fill the registry)
 from .newton import (CURVATURES, fisher_solve, inject_fisher, mean_hessian, newton_loss, newton_target,
                      newton_target_from, per_sample_gradients)
 from .permutation import per_set_bce, ranking_accuracy, true_permutation

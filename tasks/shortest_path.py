@@ -2,7 +2,7 @@
 map so that the shortest path under them is the true one; supervision is the true path only.
 
 ``train(config, report, resume=None)`` trains CombResnet18 with a shortest-path loss family of
-``losses.LOSSES`` (ss_loss, ss_algorithm, po_fy) and a variant; Adam with the benchmark's schedule (lr x 0.1
+``losses.LOSSES`` (bellman_ford, ss_loss, ss_algorithm, po_fy) and a variant; Adam with the benchmark's schedule (lr x 0.1
 after 60 % and 80 % of the epochs); evaluation after every epoch.
 """
 from __future__ import annotations
@@ -29,7 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "loss": "ss_loss",
     "sigma": None,              # noise scale (None: the loss's default, 0.1)
     "samples": None,            # samples per estimate (paper: 3, 10, 30)
-    "norm": None,               # ss_algorithm: "l1" or "l2" (squared L2)
+    "norm": None,               # ss_algorithm, bellman_ford: "l1" or "l2" (squared L2)
+    "beta": None,               # bellman_ford: inverse temperature (paper: 10)
+    "n_iter": None,             # bellman_ford: relaxation and walk-back steps (paper: 18)
+    "loop": None,               # bellman_ford: "for" or "while"
     "variant": "baseline",
     "lam": None,
     "data_dir": None,           # real Warcraft folder; None: $NEWTON_WARCRAFT_DIR, else a generated set
@@ -41,7 +44,8 @@ DEFAULTS: dict[str, Any] = {
 REPORT_METRICS = ("test_match_path", "test_match_cost")
 METRICS = ("train_loss", "valid_match_path", "valid_match_cost", "valid_cost_ratio", "test_match_path",
            "test_match_cost", "test_cost_ratio", "time_total", "time_loss", "time_network", "time_data", "time_eval")
-LOSS_PARAMS = ("sigma", "samples", "norm")
+LOSS_PARAMS = ("sigma", "samples", "norm", "beta", "n_iter", "loop")
+FAMILIES = ("bellman_ford", "ss_loss", "ss_algorithm", "po_fy")
 
 Report = Callable[[dict[str, float], dict[str, Any]], None]
 
@@ -57,10 +61,11 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
 
 def check(config: dict[str, Any]) -> None:
     cfg = resolve_config(config, DEFAULTS, "shortest_path")
-    loss = LOSSES.build(cfg["loss"], **_loss_params(cfg))
-    if not hasattr(loss, "estimates"):
+    if cfg["loss"] not in FAMILIES:
+        LOSSES.get(cfg["loss"])  # an unknown name gets the registry's own error
         raise ValueError(f"shortest_path: loss {cfg['loss']!r} is not a shortest-path loss "
-                         f"(use one of: ss_loss, ss_algorithm, po_fy)")
+                         f"(use one of: {', '.join(FAMILIES)})")
+    loss = LOSSES.build(cfg["loss"], **_loss_params(cfg))
     make_objective(loss, cfg["variant"], cfg["lam"])
     for key in ("epochs", "batch_size", "train_size", "eval_size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
