@@ -27,7 +27,11 @@ def test_every_shipped_study_validates_at_every_scale(path):
 
 
 def test_paper_studies_are_shipped():
-    assert {"table1_ranking", "cauchy_n15", "figure4_lambda", "runtime_ranking"} <= {p.stem for p in STUDIES}
+    assert {"table1_ranking", "cauchy_n15", "figure4_lambda", "runtime_ranking", "table2_bellman_ford",
+            "table3_stochastic"} <= {p.stem for p in STUDIES}
+    table3 = load_study(REPO / "studies" / "table3_stochastic.yaml").grid_trials()
+    assert len(table3) == (3 + 2 + 3) * 3 * 10  # variants (ss_loss 3, ss_algorithm 2, po_fy 3) x samples x seeds
+    assert {(t["loss"], t["variant"], t.get("lam")) for t in table3} >= {("ss_loss", "fisher", 0.1), ("po_fy", "hessian", 1000)}
     figure4 = load_study(REPO / "studies" / "figure4_lambda.yaml")
     lams = sorted({t["lam"] for t in figure4.grid_trials() if "lam" in t})
     assert len(lams) == 13 and lams[0] == 0.001 and lams[-1] == 1000
