@@ -122,3 +122,27 @@ def test_report_from_the_store_holds_tables_plots_and_is_attached(finished_study
     attached = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
     assert {"report/report.md", "report/lambda_ablation.png", "report/results.csv"} <= attached
     assert "paired t-test" in (report / "report.md").read_text()
+
+
+def test_shortest_path_study_end_to_end(tmp_path):
+    """The Warcraft task through the real CLI: generated data, po_fy baseline vs Hessian, MLflow, report."""
+    import yaml
+    study = {"name": "sp", "task": "shortest_path", "metric": "valid_match_cost", "mode": "max",
+             "params": {"loss": "po_fy", "samples": 3, "lr": 0.01, "epochs": 2, "batch_size": 20, "train_size": 60,
+                        "eval_size": 20},
+             "grid": [{"variant": ["baseline"]}, {"variant": ["hessian"], "lam": [1000]}], "seeds": [0, 1],
+             "max_concurrent": 2, "max_failures": 0}
+    path = tmp_path / "sp.yaml"
+    path.write_text(yaml.safe_dump(study))
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = run_tuner("run", path, "--storage", tmp_path / "store", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, client, trials, _ = mlflow_of(tmp_path / "store", "sp")
+    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
+    assert {r.data.params["data_source"] for r in trials} == {"generated:60/20/20:seed0"}
+    for run in trials:
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "valid_match_cost")) == [3, 6]
+    report = run_tuner("report", "sp", "--storage", tmp_path / "store", env=env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "store" / "sp" / "report" / "results.csv")
+    assert list(table["variant"]) == ["baseline", "hessian"] and "test_match_cost_mean" in table
