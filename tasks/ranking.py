@@ -6,18 +6,17 @@ evaluation; ``state`` holds everything needed to resume (``train(config, report,
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from losses import LOSSES, VARIANTS, make_objective, ranking_accuracy
+from losses import LOSSES, make_objective, ranking_accuracy
 
 from .mnist_digits import describe_source, load_digits
 from .multi_digit import MultiDigitSets, fixed_sets, hash_seed
-from .runtime import (NonFiniteTrainingError, Stopwatch, pick_device, resolve_config, restore_rng_state, rng_state,
-                      seed_everything)
+from .runtime import (Stopwatch, check_positive, objective_gradient, pick_device, resolve_config, restore_rng_state,
+                      rng_state, seed_everything)
 
 DEFAULTS: dict[str, Any] = {
     "n": 5,                 # set size; the paper uses 5, 10 (and 15 for Cauchy DSN)
@@ -71,11 +70,7 @@ def check(config: dict[str, Any]) -> None:
     cfg = resolve_config(config, DEFAULTS, "ranking")
     LOSSES.build(cfg["loss"], **_loss_params(cfg))
     make_objective(lambda y, t: y.sum(1), cfg["variant"], cfg["lam"])
-    for key in ("n", "steps", "batch_size", "eval_every", "eval_sets"):
-        if not isinstance(cfg[key], int) or cfg[key] < (2 if key == "n" else 1):
-            raise ValueError(f"ranking: {key} must be a positive integer{' >= 2' if key == 'n' else ''}, got {cfg[key]!r}")
-    if not (isinstance(cfg["lr"], (int, float)) and math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
-        raise ValueError(f"ranking: lr must be a positive number, got {cfg['lr']!r}")
+    check_positive(cfg, "ranking", ("n", "steps", "batch_size", "eval_every", "eval_sets"), {"n": 2})
 
 
 def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None = None) -> dict[str, float]:
@@ -108,7 +103,7 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
         clock.lap("data")
         scores = model.score(images)
         clock.lap("network")
-        grad, value = _objective_gradient(objective, scores, values, step + 1, cfg)
+        grad, value = objective_gradient(objective, scores, values, step + 1, cfg)
         clock.lap("loss")
         optimizer.zero_grad(set_to_none=True)
         scores.backward(grad)
@@ -126,24 +121,6 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
             report(metrics, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "rng": rng_state(generator), "timers": dict(clock.totals)})
     return metrics
-
-
-def _objective_gradient(objective, scores, values, step, cfg):
-    """Gradient of the variant's objective at the detached scores: the loss + Newton phase."""
-    where = f"at step {step} (loss={cfg['loss']}, variant={cfg['variant']}, lam={cfg['lam']})"
-    if not torch.isfinite(scores).all():
-        raise NonFiniteTrainingError(f"non-finite model output {where}")
-    y = scores.detach().requires_grad_(True)
-    try:
-        value = objective(y, values)
-        (grad,) = torch.autograd.grad(value, y)
-    except FloatingPointError as error:
-        raise NonFiniteTrainingError(f"non-finite training {where}: {error}") from error
-    except torch.linalg.LinAlgError as error:
-        raise NonFiniteTrainingError(f"singular Newton system {where}: {error}") from error
-    if not torch.isfinite(value) or not torch.isfinite(grad).all():
-        raise NonFiniteTrainingError(f"non-finite loss or gradient {where}")
-    return grad, value.item()
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import random
 import time
 from typing import Any
@@ -22,6 +23,36 @@ def resolve_config(config: dict[str, Any], defaults: dict[str, Any], task: str) 
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise KeyError(f"task {task!r} has no config key {key!r}{hint} (valid: {', '.join(sorted(defaults))})")
     return {**defaults, **config}
+
+
+def check_positive(cfg: dict[str, Any], task: str, ints: tuple[str, ...], minimum: dict[str, int] | None = None) -> None:
+    """Integers that must be >= 1 (or their ``minimum``), and a positive finite ``lr``."""
+    for key in ints:
+        low = (minimum or {}).get(key, 1)
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < low:
+            raise ValueError(f"{task}: {key} must be a positive integer{f' >= {low}' if low > 1 else ''}, got {cfg[key]!r}")
+    if not (isinstance(cfg["lr"], (int, float)) and math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
+        raise ValueError(f"{task}: lr must be a positive number, got {cfg['lr']!r}")
+
+
+def objective_gradient(objective, output: torch.Tensor, target: torch.Tensor, step: int, cfg: dict[str, Any],
+                       dtype: torch.dtype | None = None) -> tuple[torch.Tensor, float]:
+    """The loss + Newton phase: the variant objective's gradient at the detached model output (optionally in
+    ``dtype``), and its value. A NaN/inf or a singular Newton system is an error naming step and variant."""
+    where = f"at step {step} (loss={cfg['loss']}, variant={cfg['variant']}, lam={cfg['lam']})"
+    if not torch.isfinite(output).all():
+        raise NonFiniteTrainingError(f"non-finite model output {where}")
+    y = output.detach().to(dtype or output.dtype).requires_grad_(True)
+    try:
+        value = objective(y, target.to(y.dtype))
+        (grad,) = torch.autograd.grad(value, y)
+    except FloatingPointError as error:
+        raise NonFiniteTrainingError(f"non-finite training {where}: {error}") from error
+    except torch.linalg.LinAlgError as error:
+        raise NonFiniteTrainingError(f"singular Newton system {where}: {error}") from error
+    if not torch.isfinite(value) or not torch.isfinite(grad).all():
+        raise NonFiniteTrainingError(f"non-finite loss or gradient {where}")
+    return grad.to(output.dtype), value.item()
 
 
 def pick_device(name: str) -> torch.device:

@@ -7,7 +7,7 @@ after 60 % and 80 % of the epochs); evaluation after every epoch.
 """
 from __future__ import annotations
 
-import math
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -16,8 +16,8 @@ import torch
 from losses import LOSSES, make_objective
 from losses.grid_paths import solve_flat
 
-from .runtime import (NonFiniteTrainingError, Stopwatch, pick_device, resolve_config, restore_rng_state, rng_state,
-                      seed_everything)
+from .runtime import (Stopwatch, check_positive, objective_gradient, pick_device, resolve_config, restore_rng_state,
+                      rng_state, seed_everything)
 from .warcraft_data import ENV_VAR, cached_generated, load_warcraft
 from .warcraft_model import CombResnet18, channel_stats
 
@@ -67,11 +67,7 @@ def check(config: dict[str, Any]) -> None:
                          f"(use one of: {', '.join(FAMILIES)})")
     loss = LOSSES.build(cfg["loss"], **_loss_params(cfg))
     make_objective(loss, cfg["variant"], cfg["lam"])
-    for key in ("epochs", "batch_size", "train_size", "eval_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ValueError(f"shortest_path: {key} must be a positive integer, got {cfg[key]!r}")
-    if not (isinstance(cfg["lr"], (int, float)) and math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
-        raise ValueError(f"shortest_path: lr must be a positive number, got {cfg['lr']!r}")
+    check_positive(cfg, "shortest_path", ("epochs", "batch_size", "train_size", "eval_size"))
 
 
 def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None = None) -> dict[str, float]:
@@ -106,7 +102,7 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
             clock.lap("data")
             costs = model(maps).flatten(1)
             clock.lap("network")
-            grad, value = _objective_gradient(objective, costs, target, step + 1, cfg)
+            grad, value = objective_gradient(objective, costs, target, step + 1, cfg, torch.float64)
             clock.lap("loss")
             optimizer.zero_grad(set_to_none=True)
             costs.backward(grad)
@@ -138,23 +134,6 @@ def path_metrics(pred_costs: torch.Tensor, true_paths: torch.Tensor, true_costs:
             "cost_ratio": (pred_cost / best).mean().item()}
 
 
-def _objective_gradient(objective, costs, target, step, cfg):
-    where = f"at step {step} (loss={cfg['loss']}, variant={cfg['variant']}, lam={cfg['lam']})"
-    if not torch.isfinite(costs).all():
-        raise NonFiniteTrainingError(f"non-finite model output {where}")
-    y = costs.detach().double().requires_grad_(True)
-    try:
-        value = objective(y, target.double())
-        (grad,) = torch.autograd.grad(value, y)
-    except FloatingPointError as error:
-        raise NonFiniteTrainingError(f"non-finite training {where}: {error}") from error
-    except torch.linalg.LinAlgError as error:
-        raise NonFiniteTrainingError(f"singular Newton system {where}: {error}") from error
-    if not torch.isfinite(value) or not torch.isfinite(grad).all():
-        raise NonFiniteTrainingError(f"non-finite loss or gradient {where}")
-    return grad.to(costs.dtype), value.item()
-
-
 @torch.no_grad()
 def _evaluate(model, data, device) -> dict[str, float]:
     model.eval()
@@ -178,7 +157,6 @@ def _load(cfg):
 
 
 def _env_dir():
-    import os
     return os.environ.get(ENV_VAR) or None
 
 

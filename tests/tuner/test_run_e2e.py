@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from tuner.export import study_tables
 
-from .helpers import TINY_PARAMS, run_tuner, tiny_study
+from .helpers import run_tuner, tiny_study
 
 pytestmark = pytest.mark.slow
 

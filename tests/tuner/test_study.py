@@ -1,8 +1,6 @@
 """Study files: every shipped study validates; every kind of mistake is one clear line naming file and key."""
-from pathlib import Path
 
 import pytest
-import yaml
 
 from tuner.study import StudyError, load_study
 
