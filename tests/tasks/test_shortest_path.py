@@ -1,5 +1,6 @@
 """The shortest-path trainable on a small generated Warcraft set: metrics, determinism, resume, errors."""
 import io
+import math
 
 import pytest
 import torch
@@ -103,3 +104,15 @@ def _untrained(config):
         pred = model(maps).flatten(1)
     return pred, torch.from_numpy(np.array(data["test"]["paths"], np.float32)), torch.from_numpy(
         np.array(data["test"]["weights"], np.float32))
+
+
+@pytest.mark.parametrize("loss, variant", [(f, v) for f, vs in {
+    "bellman_ford": ("baseline", "fisher"), "ss_loss": ("baseline", "hessian", "fisher"),
+    "ss_algorithm": ("baseline", "fisher"), "po_fy": ("baseline", "hessian", "fisher")}.items() for v in vs])
+def test_every_family_and_variant_trains(loss, variant):
+    """One epoch of each loss family x the variants the paper uses: finite metrics, reported once."""
+    config = {**TINY, "epochs": 1, "loss": loss, "variant": variant, "lam": 1000.0,
+              "samples": None if loss == "bellman_ford" else 3}
+    metrics, _ = collect(config)
+    assert len(metrics) == 1 and all(math.isfinite(v) for v in metrics[0].values())
+    assert 0 <= metrics[0]["test_match_path"] <= metrics[0]["test_match_cost"] <= 1
