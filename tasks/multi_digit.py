@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-PLACE_VALUES = torch.tensor([1000.0, 100.0, 10.0, 1.0])
+PLACE_VALUES = torch.tensor([1000.0, 100.0, 10.0, 1.0], dtype=torch.float32)
 
 
 class MultiDigitSets:

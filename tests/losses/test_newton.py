@@ -7,7 +7,6 @@ import torch
 from losses import (fisher_solve, inject_fisher, mean_hessian, newton_loss, newton_target, newton_target_from,
                     per_sample_gradients)
 
-torch.set_default_dtype(torch.float64)
 
 
 @pytest.fixture(autouse=True)

@@ -2,10 +2,12 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -25,20 +27,56 @@ def free_port() -> int:
 
 @pytest.fixture
 def two_node_cluster(tmp_path):
-    """Head and worker, one CPU each, with Ray's default token authentication on every process."""
+    """Head and worker, one CPU each, with Ray's default token authentication on every process.
+
+    Both run as foreground ``ray start --block`` processes in their own process groups, so teardown stops
+    exactly this cluster (``ray stop`` would stop every Ray instance on the machine, a running study's too).
+    """
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     port = free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    common = ["--num-cpus=1", "--disable-usage-stats"]
+    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    nodes = []
     try:
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                        f"--temp-dir={temp}", *common], env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True,
-                       capture_output=True, timeout=120)
+        nodes.append(subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
+                                       f"--temp-dir={temp}", *common], env=env, start_new_session=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_port(port)  # the head's GCS listens (ray.init against a closed port hangs)
+        nodes.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env,
+                                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_nodes(f"127.0.0.1:{port}", 2, env)
         yield f"127.0.0.1:{port}", env
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for node in reversed(nodes):
+            os.killpg(node.pid, signal.SIGTERM)
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def wait_for_port(port: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"nothing listens on port {port}: the Ray head did not start")
+
+
+def wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120) -> None:
+    probe = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+             "print(sum(n['Alive'] for n in ray.nodes()))")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+        if result.returncode == 0 and int(result.stdout.strip().splitlines()[-1]) >= count:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the local Ray cluster at {address} did not reach {count} node(s)")
 
 
 def test_study_runs_on_both_nodes_through_address(tmp_path, two_node_cluster):
