@@ -4,23 +4,13 @@ import torch
 
 from tasks import TASKS, ranking
 
+from .helpers import collect as run_collect
+
 TINY = {"n": 3, "batch_size": 4, "steps": 6, "eval_every": 2, "eval_sets": 6}
 
 
 def collect(config, resume=None, stop_after=None):
-    """Run ``train`` with a plain callback; return the metrics (minus timings) and states it reported."""
-    metrics, states = [], []
-
-    def report(m, state):
-        metrics.append({k: v for k, v in m.items() if not k.startswith("time_")})
-        states.append(state)
-        if stop_after is not None and m["step"] >= stop_after:
-            raise KeyboardInterrupt  # the process dies here
-    try:
-        ranking.train(config, report, resume=resume)
-    except KeyboardInterrupt:
-        pass
-    return metrics, states
+    return run_collect(ranking.train, config, resume, stop_after)
 
 
 def test_registered_as_ranking():

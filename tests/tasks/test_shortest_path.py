@@ -7,6 +7,8 @@ import torch
 
 from tasks import TASKS, shortest_path
 
+from .helpers import collect as run_collect
+
 TINY = {"epochs": 2, "batch_size": 20, "train_size": 60, "eval_size": 20, "loss": "po_fy", "samples": 3, "lr": 1e-2}
 
 
@@ -17,18 +19,7 @@ def cache(tmp_path_factory, monkeypatch):
 
 
 def collect(config, resume=None, stop_after=None):
-    metrics, states = [], []
-
-    def report(m, state):
-        metrics.append({k: v for k, v in m.items() if not k.startswith("time_")})
-        states.append(state)
-        if stop_after is not None and m["epoch"] >= stop_after:
-            raise KeyboardInterrupt
-    try:
-        shortest_path.train(config, report, resume=resume)
-    except KeyboardInterrupt:
-        pass
-    return metrics, states
+    return run_collect(shortest_path.train, config, resume, stop_after, unit="epoch")
 
 
 def test_registered_and_described():
