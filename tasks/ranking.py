@@ -65,6 +65,11 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def total_steps(config: dict[str, Any]) -> int:
+    """Training steps of a run (the ``step`` it reports last): the horizon for early stopping."""
+    return resolve_config(config, DEFAULTS, "ranking")["steps"]
+
+
 def check(config: dict[str, Any]) -> None:
     """Raise the error ``train`` would raise for this config, without loading data or training."""
     cfg = resolve_config(config, DEFAULTS, "ranking")

@@ -7,6 +7,7 @@ after 60 % and 80 % of the epochs); evaluation after every epoch.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Callable
 
@@ -57,6 +58,14 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
     cfg["data_source"] = (f"warcraft:{folder}" if folder else
                           f"generated:{cfg['train_size']}/{cfg['eval_size']}/{cfg['eval_size']}:seed{cfg['data_seed']}")
     return cfg
+
+
+def total_steps(config: dict[str, Any]) -> int:
+    """Training steps of a run (the ``step`` it reports last): epochs x batches per epoch."""
+    cfg = resolve_config(config, DEFAULTS, "shortest_path")
+    folder = cfg["data_dir"] or _env_dir()
+    size = len(load_warcraft(folder)["train"]["maps"]) if folder else cfg["train_size"]
+    return cfg["epochs"] * math.ceil(size / cfg["batch_size"])
 
 
 def check(config: dict[str, Any]) -> None:

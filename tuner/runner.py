@@ -21,6 +21,8 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from tasks import TASKS
+
 from .callbacks import MlflowStatus, TrialSummary
 from .study import SearchParam, Study
 from .trainable import run_trial
@@ -121,8 +123,8 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
         return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True).fit()
     search_alg, scheduler, param_space, samples, concurrency = None, None, None, 1, study.max_concurrent
     if phase == "grid":
-        param_space = {"trial": tune.grid_search(study.grid_trials())}
-        planned = len(study.grid_trials())
+        trials = study.grid_trials()
+        param_space, planned = {"trial": tune.grid_search(trials)}, len(trials)
     elif phase == "replicate":
         param_space = {"trial": tune.grid_search([{**state["best"], "seed": s} for s in study.seeds])}
         planned = len(study.seeds)
@@ -136,7 +138,7 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
         if search.asha is not None:
             # ASHA-stopped trials reach Optuna as COMPLETE with their value at the stopping rung: TPE then
             # treats them as (pessimistic) observations, which is what early stopping intends.
-            max_t = int(study.search_base().get("steps") or 1)
+            max_t = TASKS.get(study.task).total_steps(study.search_base())
             scheduler = ASHAScheduler(time_attr="step", max_t=max_t, grace_period=search.asha.grace_period,
                                       reduction_factor=search.asha.reduction_factor)
     tuner = tune.Tuner(

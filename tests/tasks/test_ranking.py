@@ -83,3 +83,8 @@ def test_smoke_size_beats_chance_clearly():
     and 1/120 exact; the calibration run reached 0.57 / 0.23."""
     metrics, _ = collect({"n": 5, "batch_size": 20, "steps": 150, "eval_every": 150, "eval_sets": 200})
     assert metrics[-1]["test_elementwise"] > 0.45 and metrics[-1]["test_exact"] > 0.1
+
+
+def test_total_steps_is_the_last_reported_step():
+    metrics, _ = collect(TINY)
+    assert ranking.total_steps(TINY) == metrics[-1]["step"] == 6 and ranking.total_steps({}) == 100_000

@@ -107,3 +107,9 @@ def test_every_family_and_variant_trains(loss, variant):
     metrics, _ = collect(config)
     assert len(metrics) == 1 and all(math.isfinite(v) for v in metrics[0].values())
     assert 0 <= metrics[0]["test_match_path"] <= metrics[0]["test_match_cost"] <= 1
+
+
+def test_total_steps_is_the_last_reported_step():
+    """The early-stopping horizon: epochs x ceil(train_size / batch_size) = 2 x ceil(60 / 20) = 6."""
+    metrics, _ = collect(TINY)
+    assert shortest_path.total_steps(TINY) == metrics[-1]["step"] == 6
