@@ -121,12 +121,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from .runner import StudyStateError
+    from .runner import InfeasibleResourcesError, StudyStateError
     from .study import StudyError
 
     try:
         return args.handler(args)
-    except (StudyError, StudyStateError, FileNotFoundError, ConnectionError, ValueError) as error:
+    except (StudyError, StudyStateError, InfeasibleResourcesError, FileNotFoundError, ConnectionError, ValueError) as error:
         print(f"tuner: error: {error}", file=sys.stderr)
         return 2
 

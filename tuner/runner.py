@@ -35,6 +35,10 @@ class StudyStateError(RuntimeError):
     """The storage folder does not hold what the command needs (missing or already existing study)."""
 
 
+class InfeasibleResourcesError(RuntimeError):
+    """A trial asks for more CPUs or GPUs than any node of the Ray cluster has."""
+
+
 def study_dir(storage: str | Path, name: str) -> Path:
     return Path(storage).expanduser().resolve() / name
 
@@ -59,6 +63,7 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
         raise StudyStateError(f"study {study.name!r} already exists in {folder}: continue it with "
                               f"`tuner resume {study.name} --storage {folder.parent}`, or choose another --storage")
     _init_ray(address)  # before any file is written: a wrong address leaves nothing behind
+    check_resources_fit(study)
     folder.mkdir(parents=True, exist_ok=True)
     uri = mlflow_uri or sqlite_uri(folder)
     experiment_id = prepare_experiment(uri, study.name, folder / "artifacts")
@@ -76,8 +81,27 @@ def resume_study(folder: Path, address: str | None = None) -> int:
     """Continue a study whose driver stopped: done phases are skipped, started ones restored."""
     state = load_state(folder)
     _init_ray(address)
+    check_resources_fit(Study(**state["study"]))
     set_tags(state["mlflow_uri"], state["parent_run_id"], {"resumed": "true"})
     return _run_phases(folder, state)
+
+
+def check_resources_fit(study: Study) -> None:
+    """Refuse, in one line, a per-trial request that no node of the Ray cluster can hold: Tune would otherwise
+    keep every trial PENDING forever. ``TUNER_WAIT_FOR_RESOURCES=1`` skips this on an autoscaling cluster,
+    where such nodes are added on demand."""
+    if os.environ.get("TUNER_WAIT_FOR_RESOURCES") == "1":
+        return
+    need = {"CPU": study.resources.cpu, "GPU": study.resources.gpu}
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(have.get(key, 0) >= amount for key, amount in need.items()) for have in nodes):
+        return
+    largest = ", ".join(f"{int(have.get('CPU', 0))} CPU + {have.get('GPU', 0):g} GPU" for have in nodes)
+    hint = f"; try `--scale {next(iter(study.scales))}`" if study.scales else ""
+    raise InfeasibleResourcesError(
+        f"study {study.name!r} asks {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU per trial "
+        f"(`resources`), but no node of this Ray cluster has that (nodes: {largest}){hint}; on an autoscaling "
+        f"cluster set TUNER_WAIT_FOR_RESOURCES=1")
 
 
 def phases(study: Study) -> list[str]:

@@ -86,16 +86,19 @@ class Search(_Frozen):
         return space
 
 
-class Scale(_Frozen):
-    """A named override (``tuner run STUDY --scale smoke``): params merged in, seeds and search budget replaced."""
-    params: dict[str, Scalar] = Field(default_factory=dict)
-    seeds: Optional[tuple[int, ...]] = None
-    search_trials: Optional[int] = Field(default=None, gt=0)
-
-
 class Resources(_Frozen):
     cpu: float = Field(default=1, gt=0)
     gpu: float = Field(default=0, ge=0)
+
+
+class Scale(_Frozen):
+    """A named override (``tuner run STUDY --scale smoke``): params merged in; seeds, search budget, per-trial
+    resources and concurrency replaced (a GPU cluster's ``{cpu: 4, gpu: 0.5}`` never fits a laptop)."""
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    seeds: Optional[tuple[int, ...]] = None
+    search_trials: Optional[int] = Field(default=None, gt=0)
+    resources: Optional[Resources] = None
+    max_concurrent: Optional[int] = Field(default=None, gt=0)
 
 
 class Study(_Frozen):
@@ -225,6 +228,10 @@ def _scaled(study: Study, scale: str, path: Path) -> Study:
         raw["seeds"] = override.seeds
     if override.search_trials is not None and study.search is not None:
         raw["search"]["trials"] = override.search_trials
+    if override.resources is not None:
+        raw["resources"] = override.resources.model_dump()
+    if override.max_concurrent is not None:
+        raw["max_concurrent"] = override.max_concurrent
     return Study(**raw)
 
 

@@ -88,6 +88,18 @@ def test_running_an_existing_study_again_is_refused(finished_study, tmp_path):
     assert result.returncode == 2 and "already exists" in result.stderr and "tuner resume tiny" in result.stderr
 
 
+def test_a_trial_no_node_can_hold_is_refused_before_anything_is_written(tmp_path):
+    """This machine has no GPU: a GPU-cluster request would otherwise leave every trial PENDING forever."""
+    path = tiny_study(tmp_path, name="gpu_study", resources={"cpu": 1, "gpu": 0.5},
+                      scales={"smoke": {"resources": {"cpu": 1, "gpu": 0}}})
+    result = run_tuner("run", path, "--storage", tmp_path / "store", timeout=120)
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("tuner: error: study 'gpu_study' asks 1 CPU + 0.5 GPU per trial") and "0 GPU" in error
+    assert "try `--scale smoke`" in error and "TUNER_WAIT_FOR_RESOURCES=1" in error
+    assert not (tmp_path / "store").exists()
+
+
 def test_failed_trial_is_failed_in_mlflow_with_its_error(tmp_path):
     path = tiny_study(tmp_path, name="broken", grid=[{"variant": ["baseline"]}, {"variant": ["hessian"], "lam": [1e-30]}],
                       seeds=[0])

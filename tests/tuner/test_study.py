@@ -24,6 +24,15 @@ def test_every_shipped_study_validates_at_every_scale(path):
         assert f"--scale {scale}" in path.read_text()
 
 
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_smoke_scale_fits_a_gpu_less_laptop(path):
+    """The paper studies ask a GPU cluster for {cpu: 4, gpu: 0.5}; their smoke scale must not."""
+    study = load_study(path)
+    if "smoke" in study.scales:
+        smoke = load_study(path, "smoke")
+        assert smoke.resources.gpu == 0 and smoke.resources.cpu <= 1 and smoke.max_concurrent <= 2
+
+
 def test_paper_studies_are_shipped():
     assert {"table1_ranking", "cauchy_n15", "figure4_lambda", "runtime_ranking", "table2_bellman_ford",
             "table3_stochastic"} <= {p.stem for p in STUDIES}
@@ -38,11 +47,15 @@ def test_paper_studies_are_shipped():
     assert {t["lam"] for t in table1 if t["loss"] == "neuralsort" and t["n"] == 10 and t["variant"] == "fisher"} == {100}
 
 
-def test_scale_overrides_params_seeds_and_search_budget(tmp_path):
-    path = tiny_study(tmp_path, scales={"smoke": {"params": {"steps": 2}, "seeds": [5], "search_trials": 1}},
-                      search={"trials": 9, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.1, 1]}}})
+def test_scale_overrides_params_seeds_search_budget_and_resources(tmp_path):
+    path = tiny_study(tmp_path, scales={"smoke": {"params": {"steps": 2}, "seeds": [5], "search_trials": 1,
+                                                  "resources": {"cpu": 1, "gpu": 0}, "max_concurrent": 3}},
+                      search={"trials": 9, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.1, 1]}}},
+                      resources={"cpu": 4, "gpu": 0.5})
     study = load_study(path, "smoke")
     assert study.name == "tiny-smoke" and study.params["steps"] == 2 and study.seeds == (5,) and study.search.trials == 1
+    assert (study.resources.cpu, study.resources.gpu, study.max_concurrent) == (1, 0, 3)
+    assert load_study(path).resources.gpu == 0.5
     with pytest.raises(StudyError, match=r"scales: no scale 'tiny' \(this study has: smoke\)"):
         load_study(path, "tiny")
     bad = tiny_study(tmp_path, name="bad", scales={"smoke": {"params": {"steps": 0}}})
@@ -72,6 +85,8 @@ BAD = [
     ("not a mapping", "- a\n- b\n", r"a study file is a mapping of keys"),
     ("unknown key", {"seedz": [0]}, r": seedz: unknown key \(valid here: name, task, description, metric"),
     ("unknown nested key", {"resources": {"cpus": 2}}, r": resources.cpus: unknown key \(valid here: cpu, gpu\)"),
+    ("unknown key in a scale's resources", {"scales": {"smoke": {"resources": {"gpus": 0}}}},
+     r": scales.smoke.resources.gpus: unknown key \(valid here: cpu, gpu\)"),
     ("unknown task", {"task": "rankng"}, r": task: unknown task 'rankng'; did you mean 'ranking'\?"),
     ("unknown loss", {"params": {**TINY_PARAMS, "loss": "neuralsrot"}}, r": grid \(trial 1: .*\): unknown loss 'neuralsrot'"),
     ("unknown variant", {"grid": {"variant": ["newton"]}}, r": grid \(trial 1: .*variant=newton.*\): unknown variant 'newton'"),
