@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -267,12 +267,18 @@ def _short(trial: dict, params: dict) -> str:
 
 
 def _valid_keys(loc: tuple) -> str:
+    """The keys of the model at ``loc`` (the error's location without its last part), found by walking the
+    field annotations: ``Optional[Resources]``, ``dict[str, Scale]`` and ``tuple[dict[str, SearchParam]]`` lead
+    to the model inside; a dict key or a list index leaves the model unchanged."""
     model: type[BaseModel] = Study
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        for candidate in (Search, Resources, Asha, SearchParam, Scale):
-            if annotation is not None and candidate.__name__ in str(annotation):
-                model = candidate
-                break
+        if field is not None:
+            model = _model_inside(field.annotation) or model
     return ", ".join(k for k in model.model_fields if k != "source")
+
+
+def _model_inside(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_inside, get_args(annotation)) if m is not None), None)
