@@ -4,6 +4,7 @@ Written with pyarrow, readable by pandas, polars or DuckDB without this package.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from .runner import load_state
 from .tracking import study_runs
 
+HISTORY_FETCHERS = 8  # concurrent history requests to a tracking server (benchmarks/export_history.py: ~6x)
 TRIAL_COLUMNS = ("study", "phase", "trial_id", "run_id", "run_name", "status", "error", "device", "git_commit",
                  "start_time", "end_time")
 
@@ -35,26 +37,34 @@ def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
 def study_tables(uri: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials, history) as DataFrames, straight from the tracking store."""
     client = MlflowClient(uri)
-    rows, events = [], []
-    for run in study_runs(uri, experiment_id):
-        tags, info = run.data.tags, run.info
-        row = {"study": tags.get("study"), "phase": tags.get("phase"), "trial_id": tags.get("trial_id"),
-               "run_id": info.run_id, "run_name": info.run_name, "status": info.status, "error": tags.get("error"),
-               "device": tags.get("device"), "git_commit": tags.get("git_commit"),
-               "start_time": _time(info.start_time), "end_time": _time(info.end_time)}
-        row.update({f"param_{k}": v for k, v in run.data.params.items()})
-        row.update({f"final_{k}": v for k, v in run.data.metrics.items()})
-        rows.append(row)
-        for key in run.data.metrics:
-            for m in client.get_metric_history(info.run_id, key):
-                events.append({"trial_id": row["trial_id"], "phase": row["phase"], "run_id": info.run_id,
-                               "metric": key, "step": m.step, "value": m.value, "timestamp": _time(m.timestamp)})
+    runs = study_runs(uri, experiment_id)
+    rows = [_trial_row(run) for run in runs]
+    requests = [(row, run.info.run_id, key) for row, run in zip(rows, runs) for key in run.data.metrics]
+    # MLflow has no bulk history call: one request per run x metric. Against a server they mostly wait on the
+    # network and are overlapped; a local SQLite file is faster read by one thread (measured 0.4x with 8).
+    fetchers = HISTORY_FETCHERS if uri.startswith(("http://", "https://")) else 1
+    with ThreadPoolExecutor(fetchers) as pool:
+        histories = pool.map(lambda request: client.get_metric_history(request[1], request[2]), requests)
+        events = [{"trial_id": row["trial_id"], "phase": row["phase"], "run_id": run_id, "metric": key,
+                   "step": m.step, "value": m.value, "timestamp": _time(m.timestamp)}
+                  for (row, run_id, key), history in zip(requests, histories) for m in history]
     trials = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS) + sorted({k for r in rows for k in r} - set(TRIAL_COLUMNS)))
     for column in [c for c in trials.columns if c.startswith("param_")]:
         trials[column] = _typed(trials[column])
     history = pd.DataFrame(events, columns=["trial_id", "phase", "run_id", "metric", "step", "value", "timestamp"])
     return trials.sort_values(["phase", "trial_id"], ignore_index=True), history.sort_values(
         ["phase", "trial_id", "metric", "step"], ignore_index=True)
+
+
+def _trial_row(run) -> dict:
+    tags, info = run.data.tags, run.info
+    row = {"study": tags.get("study"), "phase": tags.get("phase"), "trial_id": tags.get("trial_id"),
+           "run_id": info.run_id, "run_name": info.run_name, "status": info.status, "error": tags.get("error"),
+           "device": tags.get("device"), "git_commit": tags.get("git_commit"),
+           "start_time": _time(info.start_time), "end_time": _time(info.end_time)}
+    row.update({f"param_{k}": v for k, v in run.data.params.items()})
+    row.update({f"final_{k}": v for k, v in run.data.metrics.items()})
+    return row
 
 
 def _typed(column: pd.Series) -> pd.Series:

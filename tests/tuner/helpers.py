@@ -1,7 +1,12 @@
 """Helpers for the tuner tests: tiny study files and the real ``tuner`` command."""
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -32,3 +37,33 @@ def run_tuner(*args, timeout=300, env=None, cwd=None):
                           env={**os.environ, **(env or {})}, cwd=cwd)
 
 
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    """A real ``mlflow server`` (SQLite backend, served artifacts) on 127.0.0.1, as a cluster's head runs it."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                               f"sqlite:///{(folder / 'server.db').resolve()}", "--artifacts-destination",
+                               str((folder / "server-artifacts").resolve()), "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, "the MLflow server did not come up"
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

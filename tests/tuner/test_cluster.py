@@ -10,19 +10,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .helpers import run_tuner, tiny_study
+from .helpers import free_port, mlflow_server, run_tuner, tiny_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -79,17 +74,35 @@ def wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120) ->
     raise RuntimeError(f"the local Ray cluster at {address} did not reach {count} node(s)")
 
 
-def test_study_runs_on_both_nodes_through_address(tmp_path, two_node_cluster):
+def test_study_runs_on_both_nodes_and_reports_from_the_mlflow_server(tmp_path, two_node_cluster):
+    """The README's cluster recipe: trials on both nodes log to an ``mlflow server``; export and report read it."""
     address, env = two_node_cluster
     path = tiny_study(tmp_path, params={"n": 3, "loss": "neuralsort", "steps": 60, "batch_size": 4, "eval_every": 20,
                                         "eval_sets": 6})
-    result = run_tuner("run", path, "--storage", tmp_path / "shared", "--address", address, env=env, timeout=400)
-    assert result.returncode == 0, result.stderr[-3000:]
-    state = json.loads((tmp_path / "shared" / "tiny" / "study.json").read_text())
-    runs = MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'")
-    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
-    nodes = {r.data.tags["ray_node"] for r in runs}
-    assert len(nodes) == 2, "two concurrent one-CPU trials must use both one-CPU nodes"
+    shared = tmp_path / "shared"
+    with mlflow_server(tmp_path) as url:
+        result = run_tuner("run", path, "--storage", shared, "--address", address, "--mlflow-uri", url, env=env,
+                           timeout=400)
+        assert result.returncode == 0, result.stderr[-3000:]
+        state = json.loads((shared / "tiny" / "study.json").read_text())
+        assert state["mlflow_uri"] == url and not (shared / "tiny" / "mlflow.db").exists()
+        client = MlflowClient(url)
+        runs = client.search_runs([state["experiment_id"]], "tags.role = 'trial'")
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        nodes = {r.data.tags["ray_node"] for r in runs}
+        assert len(nodes) == 2, "two concurrent one-CPU trials must use both one-CPU nodes"
+
+        exported = run_tuner("export", "tiny", "--storage", shared, "--out", tmp_path / "export")
+        assert exported.returncode == 0, exported.stderr[-3000:]
+        history = pd.read_parquet(tmp_path / "export" / "history.parquet")
+        steps = history[history.metric == "valid_elementwise"].groupby("run_id").step.apply(list)
+        assert len(steps) == 4 and all(s == [20, 40, 60] for s in steps)  # read concurrently, nothing lost
+
+        reported = run_tuner("report", "tiny", "--storage", shared, "--out", tmp_path / "report")
+        assert reported.returncode == 0, reported.stderr[-3000:]
+        attached = {a.path for a in client.list_artifacts(state["parent_run_id"], "report")}
+        assert {"report/report.md", "report/results.csv", "report/curves_steps.png"} <= attached
+    assert (tmp_path / "server-artifacts").is_dir()  # the artifacts went to the server, not to the driver's disk
 
 
 def test_wrong_address_is_a_quick_clear_error(tmp_path):

@@ -55,3 +55,24 @@ def test_runtime_ratio_to_baseline():
     table = runtime_table(trials(BASE + FISHER)).set_index("variant")
     assert table.loc["fisher", "ratio_to_baseline"] == pytest.approx(1.1)
     assert table.loc["fisher", "loss_newton_s"] == 2.0 and table.loc["baseline", "network_s"] == 8.0
+
+
+def test_lambda_ablation_needs_two_lambdas_within_one_setting(tmp_path):
+    """Table 2 runs λ 1000 for L1 and 3000 for L2: two λ in the study, but one per setting, so no ablation plot."""
+    from tuner.report.plots import lambda_ablation
+
+    one_per_setting = trials(BASE + FISHER + [("ss", "baseline", None, 0, 0.5, 1, 1, 1, 1, 1),
+                                              ("ss", "fisher", 3.0, 0, 0.6, 1, 1, 1, 1, 1)])
+    assert not lambda_ablation(one_per_setting, "test_exact", "t", tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+    swept = trials(BASE + FISHER + [(loss, variant, 1.0, s, v, *rest) for loss, variant, _, s, v, *rest in FISHER])
+    assert lambda_ablation(swept, "test_exact", "t", tmp_path / "swept.png")
+    assert (tmp_path / "swept.png").stat().st_size > 10_000
+
+
+def test_markdown_cells_leave_every_kind_of_missing_value_blank():
+    from tuner.report import markdown_table
+
+    frame = pd.DataFrame({"tau": pd.array([1.0, None], dtype="Float64"), "loss": ["a|b", None],
+                          "beta": [float("nan"), 10.0]})
+    assert markdown_table(frame).splitlines()[2:] == ["| 1.0 | a\\|b |  |", "|  |  | 10.0 |"]

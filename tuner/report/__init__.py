@@ -58,7 +58,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
-    cell = lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).replace("|", "\\|")
+    cell = lambda v: "" if pd.api.types.is_scalar(v) and pd.isna(v) else str(v).replace("|", "\\|")  # None, NaN, <NA>
     rows = [[str(c) for c in frame.columns]] + [[cell(v) for v in row] for row in frame.itertuples(index=False)]
     return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])] +
                      ["| " + " | ".join(r) + " |" for r in rows[1:]])

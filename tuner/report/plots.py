@@ -31,16 +31,21 @@ def _setting_groups(trials: pd.DataFrame):
         yield ", ".join(f"{k.removeprefix('param_')}={v}" for k, v in zip(keys, setting)), group
 
 
+def _lambdas_per_variant(group: pd.DataFrame) -> int:
+    newton = group[group["param_variant"] != "baseline"]
+    return 0 if newton.empty else int(newton.groupby("param_variant")["param_lam"].nunique().max())
+
+
 def lambda_ablation(trials: pd.DataFrame, metric: str, title: str, path: Path) -> bool:
     """Metric against λ (log axis): one faint line per seed, the seed mean bold, the baseline as a mean ± std band.
 
-    Returns False (and writes nothing) when no variant was run at two or more λ values.
+    Returns False (and writes nothing) when no setting ran a variant at two or more λ values (Table 2's one λ
+    per norm is no ablation).
     """
     done = trials[trials["status"] == "FINISHED"]
-    newton = done[done["param_variant"] != "baseline"]
-    if newton.empty or newton.groupby("param_variant")["param_lam"].nunique().max() < 2:
-        return False
     groups = list(_setting_groups(done))
+    if not any(_lambdas_per_variant(group) >= 2 for _, group in groups):
+        return False
     fig, axes = _figure(len(groups))
     for ax, (name, group) in zip(axes[0], groups):
         base = group.loc[group["param_variant"] == "baseline", f"final_{metric}"].astype(float)
