@@ -19,7 +19,8 @@ PerSampleLoss = Callable[[torch.Tensor], torch.Tensor]
 CURVATURES = ("hessian", "fisher")
 
 
-def newton_target(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float) -> torch.Tensor:
+def newton_target(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float,
+                  monitor=None) -> torch.Tensor:
     """Tikhonov-regularised Newton target, Eq. 7 with Definition 1 or 2.
 
     ``z_i = y_i - (M + lam I)^-1 grad l_i(y_i)`` where ``M = mean_j hess l_j(y_j)`` ("hessian",
@@ -30,6 +31,7 @@ def newton_target(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature:
         per_sample_loss: maps (N, m) to the (N,) per-sample losses.
         curvature: "hessian" or "fisher".
         lam: Tikhonov strength, > 0.
+        monitor: optional ``NewtonSystemMonitor`` shown the Hessian variant's ``M + lam I``.
     Returns:
         z: (N, m), detached.
     """
@@ -40,10 +42,10 @@ def newton_target(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature:
     y, grad = per_sample_gradients(y, per_sample_loss, create_graph=curvature == "hessian")
     if curvature == "fisher":
         return newton_target_from(y, grad.detach(), "fisher", lam)
-    return newton_target_from(y, grad.detach(), mean_hessian(y, grad), lam)
+    return newton_target_from(y, grad.detach(), mean_hessian(y, grad), lam, monitor=monitor)
 
 
-def newton_target_from(y: torch.Tensor, grad: torch.Tensor, curvature, lam: float) -> torch.Tensor:
+def newton_target_from(y: torch.Tensor, grad: torch.Tensor, curvature, lam: float, *, monitor=None) -> torch.Tensor:
     """Eq. 7 from a given per-sample gradient and curvature (for losses that estimate their own).
 
     Args:
@@ -51,6 +53,7 @@ def newton_target_from(y: torch.Tensor, grad: torch.Tensor, curvature, lam: floa
         grad: (N, m); row i is grad l_i(y_i).
         curvature: an (m, m) matrix M, or "fisher" for ``M = grad^T grad / N`` (Def. 2).
         lam: Tikhonov strength, > 0.
+        monitor: optional ``NewtonSystemMonitor`` shown ``M + lam I`` when M is given.
     Returns:
         z: (N, m), detached.
     """
@@ -64,15 +67,18 @@ def newton_target_from(y: torch.Tensor, grad: torch.Tensor, curvature, lam: floa
         step = fisher_solve(grad, lam, scale=y.shape[0])
     else:
         _check_finite(curvature, "curvature")
-        eye = torch.eye(y.shape[1], dtype=y.dtype, device=y.device)
+        system = curvature + lam * torch.eye(y.shape[1], dtype=y.dtype, device=y.device)
+        if monitor is not None:
+            monitor.observe(system)
         # M is symmetric, so grad @ (M + lam I)^-1 = ((M + lam I)^-1 grad^T)^T.
-        step = torch.linalg.solve(curvature + lam * eye, grad.T).T
+        step = torch.linalg.solve(system, grad.T).T
     return y - step
 
 
-def newton_loss(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float) -> torch.Tensor:
+def newton_loss(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float,
+                monitor=None) -> torch.Tensor:
     """Newton loss ``mean_i 1/2 ||z_i - y_i||^2`` (Eq. 8, Definitions 1-2); gradients reach ``y`` only."""
-    z = newton_target(y, per_sample_loss, curvature=curvature, lam=lam)
+    z = newton_target(y, per_sample_loss, curvature=curvature, lam=lam, monitor=monitor)
     return 0.5 * (z - y).pow(2).sum(1).mean()
 
 

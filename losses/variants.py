@@ -3,7 +3,8 @@
 ``baseline``: the algorithmic loss itself; ``hessian``: the Newton loss of Definition 1
 (Algorithm 1); ``fisher``: the empirical-Fisher Newton loss injected into the backward pass
 (Definition 2, Algorithm 2). Training code calls ``objective(y, target)`` and backpropagates
-the scalar it returns, without knowing which variant it got.
+the scalar it returns, without knowing which variant it got. ``objective.monitor`` is the Hessian
+variant's ``NewtonSystemMonitor`` (None for the others).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Callable
 import torch
 
 from .newton import _check_lam, inject_fisher, newton_loss, newton_target_from
+from .system_monitor import NewtonSystemMonitor
 
 VARIANTS = ("baseline", "hessian", "fisher")
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -30,16 +32,21 @@ def make_objective(loss: Callable, variant: str, lam: float | None = None) -> Ob
         raise ValueError(f"loss {type(loss).__name__} has no {variant!r} variant (it supports: {', '.join(supported)})")
     if variant != "baseline":
         _check_lam(lam)
+    monitor = NewtonSystemMonitor() if variant == "hessian" else None
     if hasattr(loss, "estimates"):
-        return _estimated_objective(loss, variant, lam)
-    if variant == "baseline":
-        return lambda y, target: loss(y, target).mean()
-    if variant == "hessian":
-        return lambda y, target: newton_loss(y, lambda v: loss(v, target), curvature="hessian", lam=lam)
-    return lambda y, target: loss(inject_fisher(y, lam), target).mean()
+        objective = _estimated_objective(loss, variant, lam, monitor)
+    elif variant == "baseline":
+        objective = lambda y, target: loss(y, target).mean()
+    elif variant == "hessian":
+        objective = lambda y, target: newton_loss(y, lambda v: loss(v, target), curvature="hessian", lam=lam,
+                                                  monitor=monitor)
+    else:
+        objective = lambda y, target: loss(inject_fisher(y, lam), target).mean()
+    objective.monitor = monitor
+    return objective
 
 
-def _estimated_objective(loss, variant: str, lam: float | None) -> Objective:
+def _estimated_objective(loss, variant: str, lam: float | None, monitor) -> Objective:
     """The loss's estimated value, carrying the variant's gradient: ``grad / N`` for the baseline, the Newton
     step ``(y - z) / N`` otherwise (Definition 1 with the estimated Hessian, or Definition 2)."""
     def objective(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -47,7 +54,7 @@ def _estimated_objective(loss, variant: str, lam: float | None) -> Objective:
         if variant == "baseline":
             surrogate = (grad * y).sum(1).mean()
         else:
-            z = newton_target_from(y, grad, mean_hessian if variant == "hessian" else "fisher", lam)
+            z = newton_target_from(y, grad, mean_hessian if variant == "hessian" else "fisher", lam, monitor=monitor)
             surrogate = 0.5 * (z - y).pow(2).sum(1).mean()
         return values.mean() + surrogate - surrogate.detach()
     return objective

@@ -119,6 +119,8 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
             clock.start()
             metrics = {"step": step, "train_loss": loss_sum / loss_count, **_evaluate(model, evaluation)}
+            if objective.monitor is not None:  # the Hessian variant: was M + lam I positive definite?
+                metrics.update(objective.monitor.take())
             clock.lap("eval")
             metrics.update({f"time_{k}": v for k, v in clock.totals.items()})
             metrics["time_total"] = sum(clock.totals.values())

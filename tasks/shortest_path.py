@@ -123,6 +123,8 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
         clock.start()
         metrics = {"step": step, "epoch": epoch, "train_loss": loss_sum / batches,
                    **_evaluate(model, data, device)}
+        if objective.monitor is not None:  # the Hessian variant: was M + lam I positive definite?
+            metrics.update(objective.monitor.take())
         clock.lap("eval")
         metrics.update({f"time_{k}": v for k, v in clock.totals.items()}, time_total=sum(clock.totals.values()))
         report(metrics, {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),

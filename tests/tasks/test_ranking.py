@@ -88,3 +88,10 @@ def test_smoke_size_beats_chance_clearly():
 def test_total_steps_is_the_last_reported_step():
     metrics, _ = collect(TINY)
     assert ranking.total_steps(TINY) == metrics[-1]["step"] == 6 and ranking.total_steps({}) == 100_000
+
+
+def test_hessian_runs_report_the_newton_system_and_others_do_not():
+    hessian, _ = collect({**TINY, "variant": "hessian", "lam": 0.1, "loss": "cauchy_dsn"})
+    baseline, _ = collect({**TINY, "variant": "baseline"})
+    assert all(0.0 <= m["newton_indefinite_share"] <= 1.0 and m["newton_min_eigenvalue"] < 1e3 for m in hessian)
+    assert all("newton_min_eigenvalue" not in m for m in baseline)

@@ -113,3 +113,9 @@ def test_total_steps_is_the_last_reported_step():
     """The early-stopping horizon: epochs x ceil(train_size / batch_size) = 2 x ceil(60 / 20) = 6."""
     metrics, _ = collect(TINY)
     assert shortest_path.total_steps(TINY) == metrics[-1]["step"] == 6
+
+
+def test_hessian_runs_report_the_newton_system():
+    metrics, _ = collect({**TINY, "variant": "hessian", "lam": 1000})
+    assert len(metrics) == 2 and all(0.0 <= m["newton_indefinite_share"] <= 1.0 for m in metrics)
+    assert all(m["newton_min_eigenvalue"] > -1e6 for m in metrics)

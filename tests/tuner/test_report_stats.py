@@ -76,3 +76,38 @@ def test_markdown_cells_leave_every_kind_of_missing_value_blank():
     frame = pd.DataFrame({"tau": pd.array([1.0, None], dtype="Float64"), "loss": ["a|b", None],
                           "beta": [float("nan"), 10.0]})
     assert markdown_table(frame).splitlines()[2:] == ["| 1.0 | a\\|b |  |", "|  |  | 10.0 |"]
+
+
+def test_newton_system_table_takes_the_whole_run_per_setting_and_lambda():
+    from tuner.report.newton_system import newton_system_table
+
+    frame = trials([("ns", "baseline", None, 0, 0.5, 1, 1, 1, 1, 1),
+                    ("ns", "hessian", 0.1, 0, 0.5, 1, 1, 1, 1, 1), ("ns", "hessian", 0.1, 1, 0.5, 1, 1, 1, 1, 1),
+                    ("ns", "hessian", 1.0, 0, 0.5, 1, 1, 1, 1, 1)])
+    frame["run_id"] = ["b", "h1", "h2", "h3"]
+    logged = {"h1": [(-0.2, 0.5), (0.05, 0.0)], "h2": [(-0.1, 1.0), (-0.3, 1.0)], "h3": [(0.7, 0.0), (0.9, 0.0)]}
+    history = pd.DataFrame([{"run_id": run, "metric": metric, "step": step, "value": value}
+                            for run, rows in logged.items() for step, pair in enumerate(rows)
+                            for metric, value in zip(("newton_min_eigenvalue", "newton_indefinite_share"), pair)])
+    table = newton_system_table(frame, history).set_index("lam")
+    assert table.loc[0.1, "seeds"] == 2 and table.loc[0.1, "min_eigenvalue"] == pytest.approx(-0.3)
+    assert table.loc[0.1, "indefinite_share"] == pytest.approx((0.25 + 1.0) / 2)
+    assert table.loc[1.0, "min_eigenvalue"] == pytest.approx(0.7) and table.loc[1.0, "indefinite_share"] == 0
+    assert newton_system_table(frame[frame.param_variant == "baseline"], history).empty
+
+
+def test_equal_paired_differences_are_no_significance():
+    """Seeds 0 and 1 both 1 point below the baseline (0.02 -> 0.01, 0.03 -> 0.02): t = -inf, where scipy says
+    p = 0. That is two seeds at the granularity of the evaluation sets, not evidence: undefined, no mark."""
+    base = [("ss", "baseline", None, s, v, 1, 1, 1, 1, 1) for s, v in ((0, 0.02), (1, 0.03))]
+    newton = [("ss", "hessian", 1.0, s, v, 1, 1, 1, 1, 1) for s, v in ((0, 0.01), (1, 0.02))]
+    t = trials(base + newton)
+    result = compare(t[t.param_variant == "hessian"], t[t.param_variant == "baseline"], "test_exact")
+    assert result["test"].startswith("paired t (undefined") and math.isnan(result["p"]) and math.isnan(result["d"])
+    cells = formatted(results_table(t, ["test_exact"]), ["test_exact"])
+    assert cells.loc[cells.variant == "hessian", "test_exact"].iloc[0] == "1.50 ± 0.71"  # no "*"
+    constant = trials(base[:1] + [("ss", "baseline", None, 2, 0.02, 1, 1, 1, 1, 1)] +
+                      [("ss", "hessian", 1.0, s, 0.05, 1, 1, 1, 1, 1) for s in (3, 4)])
+    welch = compare(constant[constant.param_variant == "hessian"], constant[constant.param_variant == "baseline"],
+                    "test_exact")
+    assert welch["test"].startswith("Welch t (undefined") and math.isnan(welch["p"])

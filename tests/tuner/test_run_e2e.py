@@ -158,3 +158,7 @@ def test_shortest_path_study_end_to_end(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     table = pd.read_csv(tmp_path / "store" / "sp" / "report" / "results.csv")
     assert list(table["variant"]) == ["baseline", "hessian"] and "test_match_cost_mean" in table
+    system = pd.read_csv(tmp_path / "store" / "sp" / "report" / "newton_system.csv")
+    assert list(system["lam"]) == [1000] and list(system["seeds"]) == [2]
+    assert 0 <= system["indefinite_share"].iloc[0] <= 1
+    assert "## Newton system of the Hessian variant" in (tmp_path / "store" / "sp" / "report" / "report.md").read_text()

@@ -13,6 +13,7 @@ from tasks import TASKS
 from ..export import study_tables
 from ..runner import load_state
 from ..study import Study
+from .newton_system import newton_system_table
 from .plots import curves, lambda_ablation
 from .runtime import runtime_table
 from .search import rebuild_study, search_figures
@@ -37,6 +38,9 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     pretty = formatted(table, metrics)
     runtime = runtime_table(compared)
     runtime.to_csv(out / "runtime.csv", index=False)
+    system = newton_system_table(compared, history)
+    if not system.empty:
+        system.to_csv(out / "newton_system.csv", index=False)
     pretty.to_latex(out / "results.tex", index=False, escape=True,
                     caption=f"{title}: mean ± std over seeds (×100); * p < 0.05 against the baseline")
     figures = []
@@ -50,7 +54,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         search = search_figures(rebuild_study(trials, study), title, out)
         figures += [f for f in ("search_history.png", "search_importances.png") if (out / f).exists()]
         (out / "search.json").write_text(json.dumps(search, indent=2, default=str))
-    (out / "report.md").write_text(_markdown(study, title, pretty, runtime, figures, search, state))
+    (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state))
     client = MlflowClient(state["mlflow_uri"])
     client.log_artifacts(state["parent_run_id"], str(out), artifact_path="report")
     return out
@@ -74,7 +78,7 @@ def budget(trials: pd.DataFrame) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _markdown(study, title, pretty, runtime, figures, search, state) -> str:
+def _markdown(study, title, pretty, runtime, system, figures, search, state) -> str:
     lines = [f"# Report: {title}", "", study.description, "",
              f"Metric optimised: `{study.metric}` ({study.mode}). MLflow: `{state['mlflow_uri']}`, "
              f"experiment {state['experiment_id']}, parent run {state['parent_run_id']}.", "",
@@ -82,7 +86,13 @@ def _markdown(study, title, pretty, runtime, figures, search, state) -> str:
              "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
              "(Welch's t-test when seeds differ); p-value, Cohen's d; `*` marks p < 0.05.", "",
              markdown_table(pretty), "", "## Runtime (seconds, mean over seeds)", "",
-             markdown_table(runtime.round(3)), "", "## Figures", ""]
+             markdown_table(runtime.round(3)), ""]
+    if not system.empty:
+        lines += ["## Newton system of the Hessian variant", "",
+                  "Smallest eigenvalue of M + λI in any logged interval, and the mean share of steps where it was "
+                  "≤ 0 (the loss's mean Hessian M outgrew λ; the Newton target then goes uphill along it).", "",
+                  markdown_table(system.round(4)), ""]
+    lines += ["## Figures", ""]
     lines += [f"![{f}]({f})" for f in figures]
     if search:
         lines += ["", "## Search", "", f"{search['complete']} of {search['trials']} searched trials completed."]

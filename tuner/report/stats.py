@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+NAN = float("nan")
+NO_SPREAD = 1e-12  # a standard deviation at or below this is zero up to floating-point rounding
 IGNORED = {"param_seed", "param_lam", "param_variant", "param_data_dir", "param_device"}
 
 
@@ -26,22 +28,29 @@ def final_values(trials: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def compare(newton: pd.DataFrame, baseline: pd.DataFrame, metric: str) -> dict[str, float | str]:
-    """Two-sided test of a Newton variant's final metric against the baseline's, over seeds."""
+    """Two-sided test of a Newton variant's final metric against the baseline's, over seeds.
+
+    With no spread (every paired difference equal, or both groups constant) the t statistic is ±inf or 0/0, and
+    scipy's p = 0 would mark a granularity artefact (two seeds, accuracies on a few hundred sets) as
+    significant: such a test is reported as undefined instead, with p and d NaN.
+    """
     a = newton.set_index("param_seed")[f"final_{metric}"].astype(float)
     b = baseline.set_index("param_seed")[f"final_{metric}"].astype(float)
     common = a.index.intersection(b.index)
     if len(common) >= 2 and len(common) == len(a) == len(b):
         diff = a.loc[common] - b.loc[common]
-        p = stats.ttest_rel(a.loc[common], b.loc[common]).pvalue
         sd = diff.std(ddof=1)
-        d = diff.mean() / sd if sd > 0 else math.copysign(math.inf, diff.mean()) if diff.mean() else 0.0
-        return {"test": "paired t", "p": float(p), "d": float(d), "n_pairs": len(common)}
+        if sd <= NO_SPREAD:
+            return {"test": "paired t (undefined: equal differences)", "p": NAN, "d": NAN, "n_pairs": len(common)}
+        p = stats.ttest_rel(a.loc[common], b.loc[common]).pvalue
+        return {"test": "paired t", "p": float(p), "d": float(diff.mean() / sd), "n_pairs": len(common)}
     if len(a) >= 2 and len(b) >= 2:
-        p = stats.ttest_ind(a, b, equal_var=False).pvalue
         pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-        d = (a.mean() - b.mean()) / pooled if pooled > 0 else 0.0
-        return {"test": "Welch t", "p": float(p), "d": float(d), "n_pairs": 0}
-    return {"test": "n/a (< 2 seeds)", "p": float("nan"), "d": float("nan"), "n_pairs": 0}
+        if pooled <= NO_SPREAD:
+            return {"test": "Welch t (undefined: no spread)", "p": NAN, "d": NAN, "n_pairs": 0}
+        p = stats.ttest_ind(a, b, equal_var=False).pvalue
+        return {"test": "Welch t", "p": float(p), "d": float((a.mean() - b.mean()) / pooled), "n_pairs": 0}
+    return {"test": "n/a (< 2 seeds)", "p": NAN, "d": NAN, "n_pairs": 0}
 
 
 def results_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
