@@ -59,7 +59,8 @@ def serve(uri: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("mlflow server did not start")
 
 
-def timed(uri: str, experiment: str, fetchers: int) -> float:
+def timed(uri: str, experiment: str, fetchers: int) -> tuple[float, int]:
+    """Median seconds to read the study, and the number of history rows read."""
     export.HISTORY_FETCHERS = fetchers  # used for server URIs only; SQLite is always read by one thread
     export.study_tables(uri, experiment)  # warm-up
     times = []

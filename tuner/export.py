@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from .runner import load_state
 from .tracking import study_runs
 
-HISTORY_FETCHERS = 8  # concurrent history requests to a tracking server (benchmarks/export_history.py: ~6x)
+HISTORY_FETCHERS = 8  # concurrent history requests to a tracking server (benchmarks/export_history.py: 7x)
 TRIAL_COLUMNS = ("study", "phase", "trial_id", "run_id", "run_name", "status", "error", "device", "git_commit",
                  "start_time", "end_time")
 

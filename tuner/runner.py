@@ -96,11 +96,11 @@ def check_resources_fit(study: Study) -> None:
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if any(all(have.get(key, 0) >= amount for key, amount in need.items()) for have in nodes):
         return
-    largest = ", ".join(f"{int(have.get('CPU', 0))} CPU + {have.get('GPU', 0):g} GPU" for have in nodes)
+    listed = ", ".join(f"{int(have.get('CPU', 0))} CPU + {have.get('GPU', 0):g} GPU" for have in nodes)
     hint = f"; try `--scale {next(iter(study.scales))}`" if study.scales else ""
     raise InfeasibleResourcesError(
         f"study {study.name!r} asks {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU per trial "
-        f"(`resources`), but no node of this Ray cluster has that (nodes: {largest}){hint}; on an autoscaling "
+        f"(`resources`), but no node of this Ray cluster has that (nodes: {listed}){hint}; on an autoscaling "
         f"cluster set TUNER_WAIT_FOR_RESOURCES=1")
 
 

@@ -46,24 +46,30 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path):
-    """A real ``mlflow server`` (SQLite backend, served artifacts) on 127.0.0.1, as a cluster's head runs it."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               f"sqlite:///{(folder / 'server.db').resolve()}", "--artifacts-destination",
-                               str((folder / "server-artifacts").resolve()), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+def serving(command: list, probe_url: str, timeout: float = 120):
+    """Run a server ``command`` in its own process group until ``probe_url`` answers; stop the group after."""
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + timeout
         while True:
             try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
+                urllib.request.urlopen(probe_url, timeout=2)
                 break
             except OSError:
-                assert server.poll() is None and time.time() < deadline, "the MLflow server did not come up"
+                assert server.poll() is None and time.time() < deadline, f"{command[0]} did not come up"
                 time.sleep(0.5)
-        yield url
+        yield
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    """A real ``mlflow server`` (SQLite backend, served artifacts) on 127.0.0.1, as a cluster's head runs it."""
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+               f"sqlite:///{(folder / 'server.db').resolve()}", "--artifacts-destination",
+               str((folder / "server-artifacts").resolve()), "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
+    with serving(command, f"{url}/health"):
+        yield url

@@ -6,14 +6,11 @@ with their λ and variant, and that the report's plots are among the parent run'
 """
 import json
 import shutil
-import socket
-import subprocess
 import time
-import urllib.request
 
 import pytest
 
-from .helpers import REPO, TUNER, run_tuner
+from .helpers import REPO, TUNER, free_port, run_tuner, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(1800)]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -31,25 +28,9 @@ def dashboard(tmp_path_factory):
     assert run.returncode == 0, run.stderr[-3000:]
     report = run_tuner("report", "quickstart", "--storage", store, timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([TUNER, "ui", "quickstart", "--storage", store, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, "the MLflow server did not come up"
-                time.sleep(1)
-        yield url, json.loads((store / "quickstart" / "study.json").read_text())
-    finally:
-        subprocess.run(["pkill", "-TERM", "-g", str(server.pid)], check=False)
-        server.wait(timeout=30)
+    port = free_port()
+    with serving([TUNER, "ui", "quickstart", "--storage", str(store), "--port", str(port)], f"http://127.0.0.1:{port}"):
+        yield f"http://127.0.0.1:{port}", json.loads((store / "quickstart" / "study.json").read_text())
 
 
 @pytest.fixture(scope="module")

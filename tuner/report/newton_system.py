@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .stats import setting_columns
+from .stats import by_setting, setting_columns
 
 MIN_EIG, SHARE = "newton_min_eigenvalue", "newton_indefinite_share"
 
@@ -24,8 +24,7 @@ def newton_system_table(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataF
                                                        "share": per_run[("mean", SHARE)]}), how="inner")
     keys = setting_columns(trials) + ["param_lam"]
     rows = []
-    for setting, group in runs.groupby(keys, dropna=False, sort=True):
-        setting = setting if isinstance(setting, tuple) else (setting,)
-        rows.append({**{k.removeprefix("param_"): v for k, v in zip(keys, setting)}, "seeds": len(group),
+    for setting, group in by_setting(runs, keys):
+        rows.append({**setting, "seeds": len(group),
                      "min_eigenvalue": group["min_eig"].min(), "indefinite_share": group["share"].mean()})
     return pd.DataFrame(rows)

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from .stats import setting_columns  # noqa: E402
+from .stats import by_setting, setting_columns  # noqa: E402
 
 COLORS = {"baseline": "tab:gray", "hessian": "tab:blue", "fisher": "tab:orange"}
 LABELS = {"valid_elementwise": "element-wise rank accuracy (valid)", "valid_exact": "exact-match accuracy (valid)",
@@ -22,13 +22,9 @@ LABELS = {"valid_elementwise": "element-wise rank accuracy (valid)", "valid_exac
 
 
 def _setting_groups(trials: pd.DataFrame):
-    keys = setting_columns(trials)
-    if not keys:
-        yield "all trials", trials
-        return
-    for setting, group in trials.groupby(keys, dropna=False, sort=True):
-        setting = setting if isinstance(setting, tuple) else (setting,)
-        yield ", ".join(f"{k.removeprefix('param_')}={v}" for k, v in zip(keys, setting)), group
+    """(panel title, group) per setting."""
+    for setting, group in by_setting(trials, setting_columns(trials)):
+        yield ", ".join(f"{k}={v}" for k, v in setting.items()) or "all trials", group
 
 
 def _lambdas_per_variant(group: pd.DataFrame) -> int:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .stats import setting_columns
+from .stats import by_setting, setting_columns
 
 
 def runtime_table(trials: pd.DataFrame) -> pd.DataFrame:
     done = trials[trials["status"] == "FINISHED"]
     keys = setting_columns(done)
     rows = []
-    for setting, group in done.groupby(keys, dropna=False, sort=True) if keys else [((), done)]:
-        setting = setting if isinstance(setting, tuple) else (setting,)
+    for setting, group in by_setting(done, keys):
         base = group.loc[group["param_variant"] == "baseline", "final_time_total"].astype(float).mean()
         for variant, cell in group.groupby("param_variant", sort=False):
-            row = {k.removeprefix("param_"): v for k, v in zip(keys, setting)}
+            row = dict(setting)
             total = cell["final_time_total"].astype(float).mean()
             row.update({"variant": variant, "trials": len(cell), "total_s": total,
                         "ratio_to_baseline": total / base if base == base and base > 0 else float("nan"),

@@ -23,6 +23,17 @@ def setting_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in params if trials[c].astype("string").nunique(dropna=False) > 1]
 
 
+def by_setting(trials: pd.DataFrame, keys: list[str]):
+    """Yield ``(setting, group)`` per distinct value of the ``keys`` columns, the setting as ``{name: value}``
+    without the ``param_`` prefix (missing values kept); all trials as one group when there are no keys."""
+    if not keys:
+        yield {}, trials
+        return
+    for values, group in trials.groupby(keys, dropna=False, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        yield {k.removeprefix("param_"): v for k, v in zip(keys, values)}, group
+
+
 def final_values(trials: pd.DataFrame, metric: str) -> pd.Series:
     return trials[f"final_{metric}"].astype(float)
 
@@ -58,13 +69,11 @@ def results_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     done = trials[trials["status"] == "FINISHED"]
     keys = setting_columns(done)
     rows = []
-    for setting, group in done.groupby(keys, dropna=False, sort=True) if keys else [((), done)]:
-        setting = setting if isinstance(setting, tuple) else (setting,)
+    for setting, group in by_setting(done, keys):
         base = group[group["param_variant"] == "baseline"]
         for (variant, lam), cell in group.groupby(["param_variant", group["param_lam"].astype("Float64")],
                                                   dropna=False, sort=False):
-            row = {k.removeprefix("param_"): v for k, v in zip(keys, setting)}
-            row.update({"variant": variant, "lam": lam, "seeds": len(cell)})
+            row = {**setting, "variant": variant, "lam": lam, "seeds": len(cell)}
             for metric in metrics:
                 values = final_values(cell, metric)
                 row[f"{metric}_mean"], row[f"{metric}_std"] = values.mean(), values.std(ddof=1)
