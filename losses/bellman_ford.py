@@ -74,6 +74,7 @@ def relaxed_bellman_ford(beta: float = 10.0, n_iter: int = 18, loop: str = "for"
 class BellmanFordLoss:
     """Per-sample L1 (``norm="l1"``) or squared L2 (``"l2"``) between the relaxed and the true path."""
 
+    task_kind = "shortest_path"
     variants = ("baseline", "fisher")
 
     def __init__(self, beta: float = 10.0, n_iter: int = 18, loop: str = "for", norm: str = "l1"):

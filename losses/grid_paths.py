@@ -25,6 +25,7 @@ class EstimatedLoss:
     """A loss that estimates its own gradient and curvature: ``estimates(y, target, hessian)`` returns
     (values (N,), gradient (N, m), mean Hessian (m, m) or None). ``variants`` lists the methods it supports."""
 
+    task_kind = "shortest_path"
     variants: tuple[str, ...] = ("baseline", "hessian", "fisher")
 
     def __init__(self, sigma: float = 0.1, samples: int = 10):

@@ -7,17 +7,19 @@ from .permutation import PermutationLoss
 from .registry import LOSSES
 
 
-def neuralsort(s: torch.Tensor, tau: float) -> torch.Tensor:
-    """NeuralSort's unimodal row-stochastic matrix for (N, n) scores.
-
-    ``P[b, r, :] = softmax(((n + 1 - 2 (r + 1)) s - A_s 1) / tau)`` with ``A_s[i, j] = |s_i - s_j|``;
-    row r approaches the one-hot of the (r + 1)-th *largest* score (descending).
-    """
+def neuralsort_logits(s: torch.Tensor, tau: float) -> torch.Tensor:
+    """NeuralSort's logits for (N, n) scores: ``((n + 1 - 2 (r + 1)) s - A_s 1) / tau`` in row r, with
+    ``A_s[i, j] = |s_i - s_j|``; the row-wise softmax is NeuralSort's matrix."""
     n = s.shape[-1]
     pairwise = (s.unsqueeze(-1) - s.unsqueeze(-2)).abs().sum(-1)  # (A_s 1)_j
     scale = n + 1 - 2 * torch.arange(1, n + 1, dtype=s.dtype, device=s.device)
-    logits = scale.view(n, 1) * s.unsqueeze(-2) - pairwise.unsqueeze(-2)
-    return torch.softmax(logits / tau, dim=-1)
+    return (scale.view(n, 1) * s.unsqueeze(-2) - pairwise.unsqueeze(-2)) / tau
+
+
+def neuralsort(s: torch.Tensor, tau: float) -> torch.Tensor:
+    """NeuralSort's unimodal row-stochastic matrix; row r approaches the one-hot of the (r + 1)-th *largest*
+    score (descending)."""
+    return torch.softmax(neuralsort_logits(s, tau), dim=-1)
 
 
 @LOSSES.register("neuralsort")
@@ -27,6 +29,6 @@ class NeuralSortLoss(PermutationLoss):
     def __init__(self, tau: float = 1.0):
         self.tau = tau
 
-    def permutation(self, scores: torch.Tensor) -> torch.Tensor:
-        # Descending rows of neuralsort(-s) are ascending ranks of s; transpose to [element, rank].
-        return neuralsort(-scores, self.tau).transpose(-2, -1)
+    def rank_logits(self, scores: torch.Tensor) -> torch.Tensor:
+        # Descending rows of neuralsort(-s) are ascending ranks of s.
+        return neuralsort_logits(-scores, self.tau)

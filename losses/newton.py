@@ -35,14 +35,28 @@ def newton_target(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature:
     Returns:
         z: (N, m), detached.
     """
+    return _target_and_losses(y, per_sample_loss, curvature, lam, monitor)[0]
+
+
+def newton_objective(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float,
+                     monitor=None) -> torch.Tensor:
+    """What a Newton variant trains on: a scalar whose *value* is the algorithmic loss ``mean_i l_i(y_i)`` (so
+    training-loss curves of every variant measure the same thing) and whose *gradient* in y is the Newton
+    loss's, ``(y_i - z_i) / N`` (Eq. 8)."""
+    z, losses = _target_and_losses(y, per_sample_loss, curvature, lam, monitor)
+    newton = 0.5 * (z - y).pow(2).sum(1).mean()
+    return losses.detach().mean() + (newton - newton.detach())
+
+
+def _target_and_losses(y, per_sample_loss, curvature, lam, monitor):
     _check_output(y)
     _check_lam(lam)
     if curvature not in CURVATURES:
         raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
-    y, grad = per_sample_gradients(y, per_sample_loss, create_graph=curvature == "hessian")
+    y, grad, losses = _gradients(y, per_sample_loss, curvature == "hessian")
     if curvature == "fisher":
-        return newton_target_from(y, grad.detach(), "fisher", lam)
-    return newton_target_from(y, grad.detach(), mean_hessian(y, grad), lam, monitor=monitor)
+        return newton_target_from(y, grad.detach(), "fisher", lam), losses
+    return newton_target_from(y, grad.detach(), mean_hessian(y, grad), lam, monitor=monitor), losses
 
 
 def newton_target_from(y: torch.Tensor, grad: torch.Tensor, curvature, lam: float, *, monitor=None) -> torch.Tensor:
@@ -124,6 +138,11 @@ def fisher_solve(grad: torch.Tensor, lam: float, *, scale: int) -> torch.Tensor:
 
 def per_sample_gradients(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, create_graph: bool = False):
     """Return ``(y_leaf, G)`` with row i of G = grad l_i(y_i), for all rows in one backward pass."""
+    return _gradients(y, per_sample_loss, create_graph)[:2]
+
+
+def _gradients(y, per_sample_loss, create_graph):
+    """``(y_leaf, G, losses)``: the per-sample gradients and the (N,) losses they came from."""
     y = y.detach().requires_grad_(True)
     with torch.enable_grad():
         losses = per_sample_loss(y)
@@ -132,7 +151,7 @@ def per_sample_gradients(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, cre
                              f"got {tuple(losses.shape)}")
         (grad,) = torch.autograd.grad(losses.sum(), y, create_graph=create_graph)
     _check_finite(grad, "gradient of the per-sample loss")
-    return y, grad
+    return y, grad, losses
 
 
 def mean_hessian(y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

@@ -3,12 +3,23 @@
 Orientation (one for all four ranking losses, diffsort's): ``P[b, i, r]`` is the probability
 that element i of set b has ascending rank r, so ``P @ one_hot`` rows sum over ranks and
 ``x_sorted = x @ P`` is ascending.
+
+The loss is the BCE between P and the true permutation Q, averaged over the n x n entries. Where the
+relaxation saturates (an entry of P rounds to 0 or 1 while Q says the opposite: a confidently wrong network)
+the BCE must keep its gradient, since that is where training needs one most:
+
+- NeuralSort and SoftSort give P as row-wise softmaxes of logits, so ``log p`` and ``log(1 - p)`` are computed
+  exactly from the logits (``log_softmax``, and a log-sum-exp over the other entries of the row); the loss
+  and its first two derivatives stay finite and correct at any margin.
+- The sorting networks give P itself (products of comparator mixings). Their BCE is
+  ``torch.nn.functional.binary_cross_entropy``, exactly what ``diffsort``'s experiments train with
+  (``torch.nn.BCELoss``): logs clamped at -100, and the gradient ``(p - q) / max(p (1 - p), 1e-12)``, which
+  stays non-zero for a saturated wrong entry; it has a double backward, for the Hessian variant.
 """
 from __future__ import annotations
 
 import torch
-
-BCE_FLOOR = 1e-12
+import torch.nn.functional as F
 
 
 def true_permutation(values: torch.Tensor) -> torch.Tensor:
@@ -24,28 +35,49 @@ def true_permutation(values: torch.Tensor) -> torch.Tensor:
 
 
 def per_set_bce(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """BCE between relaxed P and hard Q, averaged over the n x n entries of each set -> (N,).
+    """BCE between relaxed P and hard Q given as probabilities, ``torch.nn.BCELoss``'s semantics, averaged over
+    the n x n entries of each set -> (N,)."""
+    return F.binary_cross_entropy(p, q, reduction="none").mean((-2, -1))
 
-    Written out (not ``F.binary_cross_entropy``) so it is twice differentiable. Entries are
-    floored at ``BCE_FLOOR`` = 1e-12 (torch's own BCE gradient clamp) before the log: saturated
-    entries (common for sharp sorting networks) then give a finite loss and zero gradient, and
-    the second derivative ``1/p^2`` stays finite in float32 (with a smaller floor the Hessian of
-    the logistic DSN at n = 10 overflows).
+
+def per_set_bce_from_logits(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """BCE between ``softmax(logits, -1)`` (row-stochastic, (N, n, n)) and hard Q of the same orientation,
+    averaged over the n x n entries -> (N,), with exact logs:
+
+        log p_ij       = l_ij - logsumexp_k l_ik
+        log(1 - p_ij)  = logsumexp_{k != j} l_ik - logsumexp_k l_ik
     """
-    return -(q * p.clamp_min(BCE_FLOOR).log() + (1 - q) * (1 - p).clamp_min(BCE_FLOOR).log()).mean((-2, -1))
+    n = logits.shape[-1]
+    total = logits.logsumexp(-1, keepdim=True)
+    others = logits.unsqueeze(-2).expand(*logits.shape[:-1], n, n)  # [..., row, j, k] = l_row,k
+    off_diagonal = torch.eye(n, dtype=torch.bool, device=logits.device)
+    log_rest = others.masked_fill(off_diagonal, float("-inf")).logsumexp(-1)
+    return -(q * (logits - total) + (1 - q) * (log_rest - total)).mean((-2, -1))
 
 
 class PermutationLoss:
-    """A ranking loss: per-set BCE between ``self.permutation(scores)`` (N, n, n) and the true permutation.
+    """A ranking loss: per-set BCE between a relaxed permutation of the scores and the true permutation.
 
-    Subclasses give the relaxation; ``loss(scores, values)`` maps (N, n) scores and values to (N,) losses.
+    Subclasses give the relaxation, either as ``permutation(scores)`` (N, n, n) probabilities, or, when P is a
+    row-wise softmax, as ``rank_logits(scores)``: logits L with ``P[b, i, r] = softmax(L[b, r, :])[i]`` (rows
+    of L are ranks), from which the BCE is computed with exact logs. ``loss(scores, values)`` maps (N, n)
+    scores and values to (N,) losses.
     """
 
+    task_kind = "ranking"
+    variants = ("baseline", "hessian", "fisher")
+
     def permutation(self, scores: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.rank_logits(scores), dim=-1).transpose(-2, -1)
+
+    def rank_logits(self, scores: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(self, scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return per_set_bce(self.permutation(scores), true_permutation(values))
+        q = true_permutation(values).to(scores.dtype)
+        if type(self).rank_logits is not PermutationLoss.rank_logits:
+            return per_set_bce_from_logits(self.rank_logits(scores), q.transpose(-2, -1))
+        return per_set_bce(self.permutation(scores), q)
 
 
 def ranking_accuracy(scores: torch.Tensor, values: torch.Tensor) -> tuple[float, float]:

@@ -7,10 +7,15 @@ from .permutation import PermutationLoss
 from .registry import LOSSES
 
 
+def softsort_logits(s: torch.Tensor, tau: float) -> torch.Tensor:
+    """SoftSort's logits ``-|sort(s)_r - s_j| / tau`` (sorted descending); the row-wise softmax is its matrix."""
+    sorted_s = torch.sort(s, dim=-1, descending=True).values
+    return -(sorted_s.unsqueeze(-1) - s.unsqueeze(-2)).abs() / tau
+
+
 def softsort(s: torch.Tensor, tau: float) -> torch.Tensor:
     """SoftSort's matrix ``softmax(-|sort(s)_r - s_j| / tau)`` row-wise, sorted descending."""
-    sorted_s = torch.sort(s, dim=-1, descending=True).values
-    return torch.softmax(-(sorted_s.unsqueeze(-1) - s.unsqueeze(-2)).abs() / tau, dim=-1)
+    return torch.softmax(softsort_logits(s, tau), dim=-1)
 
 
 @LOSSES.register("softsort")
@@ -20,6 +25,6 @@ class SoftSortLoss(PermutationLoss):
     def __init__(self, tau: float = 0.1):
         self.tau = tau
 
-    def permutation(self, scores: torch.Tensor) -> torch.Tensor:
-        # Descending rows of softsort(-s) are ascending ranks of s; transpose to [element, rank].
-        return softsort(-scores, self.tau).transpose(-2, -1)
+    def rank_logits(self, scores: torch.Tensor) -> torch.Tensor:
+        # Descending rows of softsort(-s) are ascending ranks of s.
+        return softsort_logits(-scores, self.tau)

@@ -3,8 +3,9 @@
 ``baseline``: the algorithmic loss itself; ``hessian``: the Newton loss of Definition 1
 (Algorithm 1); ``fisher``: the empirical-Fisher Newton loss injected into the backward pass
 (Definition 2, Algorithm 2). Training code calls ``objective(y, target)`` and backpropagates
-the scalar it returns, without knowing which variant it got. ``objective.monitor`` is the Hessian
-variant's ``NewtonSystemMonitor`` (None for the others).
+the scalar it returns, without knowing which variant it got. The scalar's *value* is the algorithmic
+loss for every variant (what ``train_loss`` reports, comparable across variants); its *gradient* is the
+variant's. ``objective.monitor`` is the Hessian variant's ``NewtonSystemMonitor`` (None for the others).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .newton import _check_lam, inject_fisher, newton_loss, newton_target_from
+from .newton import _check_lam, inject_fisher, newton_objective, newton_target_from
 from .system_monitor import NewtonSystemMonitor
 
 VARIANTS = ("baseline", "hessian", "fisher")
@@ -38,8 +39,8 @@ def make_objective(loss: Callable, variant: str, lam: float | None = None) -> Ob
     elif variant == "baseline":
         objective = lambda y, target: loss(y, target).mean()
     elif variant == "hessian":
-        objective = lambda y, target: newton_loss(y, lambda v: loss(v, target), curvature="hessian", lam=lam,
-                                                  monitor=monitor)
+        objective = lambda y, target: newton_objective(y, lambda v: loss(v, target), curvature="hessian", lam=lam,
+                                                       monitor=monitor)
     else:
         objective = lambda y, target: loss(inject_fisher(y, lam), target).mean()
     objective.monitor = monitor

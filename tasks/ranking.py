@@ -15,7 +15,7 @@ from losses import LOSSES, make_objective, ranking_accuracy
 
 from .mnist_digits import describe_source, load_digits
 from .multi_digit import MultiDigitSets, fixed_sets, hash_seed
-from .runtime import (Stopwatch, check_positive, objective_gradient, pick_device, resolve_config, restore_rng_state,
+from .runtime import (Stopwatch, build_loss, check_positive, objective_gradient, pick_device, resolve_config, restore_rng_state,
                       rng_state, seed_everything)
 
 DEFAULTS: dict[str, Any] = {
@@ -73,8 +73,7 @@ def total_steps(config: dict[str, Any]) -> int:
 def check(config: dict[str, Any]) -> None:
     """Raise the error ``train`` would raise for this config, without loading data or training."""
     cfg = resolve_config(config, DEFAULTS, "ranking")
-    LOSSES.build(cfg["loss"], **_loss_params(cfg))
-    make_objective(lambda y, t: y.sum(1), cfg["variant"], cfg["lam"])
+    build_loss(cfg, "ranking", "ranking", _loss_params(cfg))
     check_positive(cfg, "ranking", ("n", "steps", "batch_size", "eval_every", "eval_sets"), {"n": 2})
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from losses import LOSSES, VARIANTS, make_objective
+
 
 class NonFiniteTrainingError(FloatingPointError):
     """Training produced a NaN/inf loss, gradient or output; the run's metrics are not results."""
@@ -33,6 +35,22 @@ def check_positive(cfg: dict[str, Any], task: str, ints: tuple[str, ...], minimu
             raise ValueError(f"{task}: {key} must be a positive integer{f' >= {low}' if low > 1 else ''}, got {cfg[key]!r}")
     if not (isinstance(cfg["lr"], (int, float)) and math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
         raise ValueError(f"{task}: lr must be a positive number, got {cfg['lr']!r}")
+
+
+def build_loss(cfg: dict[str, Any], kind: str, task: str, params: dict[str, Any]):
+    """The configured loss, checked to serve this task (its ``task_kind``) and to have the configured variant
+    (its ``variants``), λ checked for a Newton variant; each a one-line error naming the valid choices."""
+    name = cfg["loss"]
+    declared = getattr(LOSSES.get(name), "task_kind", None)  # an unknown name gets the registry's own error
+    if declared is not None and declared != kind:
+        own = [n for n in LOSSES.names() if getattr(LOSSES.get(n), "task_kind", None) in (kind, None)]
+        raise ValueError(f"{task}: loss {name!r} is a {declared} loss, not a {kind} one (use one of: {', '.join(own)})")
+    loss = LOSSES.build(name, **params)
+    supported = getattr(loss, "variants", VARIANTS)
+    if cfg["variant"] in VARIANTS and cfg["variant"] not in supported:
+        raise ValueError(f"{task}: loss {name!r} has no {cfg['variant']!r} variant (it supports: {', '.join(supported)})")
+    make_objective(loss, cfg["variant"], cfg["lam"])
+    return loss
 
 
 def objective_gradient(objective, output: torch.Tensor, target: torch.Tensor, step: int, cfg: dict[str, Any],

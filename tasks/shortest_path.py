@@ -17,7 +17,7 @@ import torch
 from losses import LOSSES, make_objective
 from losses.grid_paths import solve_flat
 
-from .runtime import (Stopwatch, check_positive, objective_gradient, pick_device, resolve_config, restore_rng_state,
+from .runtime import (Stopwatch, build_loss, check_positive, objective_gradient, pick_device, resolve_config, restore_rng_state,
                       rng_state, seed_everything)
 from .warcraft_data import ENV_VAR, cached_generated, load_warcraft
 from .warcraft_model import CombResnet18, channel_stats
@@ -46,7 +46,6 @@ REPORT_METRICS = ("test_match_path", "test_match_cost")
 METRICS = ("train_loss", "valid_match_path", "valid_match_cost", "valid_cost_ratio", "test_match_path",
            "test_match_cost", "test_cost_ratio", "time_total", "time_loss", "time_network", "time_data", "time_eval")
 LOSS_PARAMS = ("sigma", "samples", "norm", "beta", "n_iter", "loop")
-FAMILIES = ("bellman_ford", "ss_loss", "ss_algorithm", "po_fy")
 
 Report = Callable[[dict[str, float], dict[str, Any]], None]
 
@@ -70,12 +69,7 @@ def total_steps(config: dict[str, Any]) -> int:
 
 def check(config: dict[str, Any]) -> None:
     cfg = resolve_config(config, DEFAULTS, "shortest_path")
-    if cfg["loss"] not in FAMILIES:
-        LOSSES.get(cfg["loss"])  # an unknown name gets the registry's own error
-        raise ValueError(f"shortest_path: loss {cfg['loss']!r} is not a shortest-path loss "
-                         f"(use one of: {', '.join(FAMILIES)})")
-    loss = LOSSES.build(cfg["loss"], **_loss_params(cfg))
-    make_objective(loss, cfg["variant"], cfg["lam"])
+    build_loss(cfg, "shortest_path", "shortest_path", _loss_params(cfg))
     check_positive(cfg, "shortest_path", ("epochs", "batch_size", "train_size", "eval_size"))
 
 

@@ -1,8 +1,12 @@
-"""The four ranking losses of Table 1: closed forms, orientation against torch.argsort, gradients."""
+"""The four ranking losses of Table 1: closed forms, orientation against torch.argsort, gradients, and the BCE
+against independent references (``torch.nn.BCELoss`` on ``diffsort``'s own network, softplus closed forms) from
+calm to fully saturated relaxations."""
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from diffsort import DiffSortNet
 
 from losses import LOSSES, make_objective, ranking_accuracy, true_permutation
 
@@ -95,3 +99,100 @@ def test_hessian_target_is_finite_in_float32_at_paper_sizes(name, n):
     loss = LOSSES.build(name)
     z = newton_target(y, lambda v: loss(v, values), curvature="hessian", lam=0.1)
     assert torch.isfinite(z).all()
+
+
+def diffsort_bce(name: str, scores: torch.Tensor, values: torch.Tensor, beta: float) -> torch.Tensor:
+    """What diffsort's experiments compute: ``DiffSortNet`` (odd-even) and ``torch.nn.BCELoss`` against
+    ``one_hot(argsort(values)).transpose(-2, -1)``, per set (mean over the n x n entries)."""
+    n = scores.shape[-1]
+    net = DiffSortNet("odd_even", n, steepness=beta, distribution=name.removesuffix("_dsn"))
+    _, p = net(scores)
+    q = F.one_hot(torch.argsort(values, dim=-1, stable=True), n).transpose(-2, -1).to(scores.dtype)
+    return torch.nn.BCELoss(reduction="none")(p, q).mean((-2, -1))
+
+
+@pytest.mark.parametrize("name, beta", [("logistic_dsn", 10.0), ("cauchy_dsn", 10.0), ("cauchy_dsn", 100.0)])
+@pytest.mark.parametrize("spread", [0.05, 1.0, 30.0])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sorting_network_bce_is_diffsorts_with_torch_bceloss(name, beta, spread, dtype):
+    """Values and gradients equal diffsort + torch.nn.BCELoss at calm (0.05), typical (1) and saturating (30)
+    score scales, n = 5 and 10, in both precisions."""
+    for n in (5, 10):
+        g = torch.Generator().manual_seed(n)
+        scores = (spread * torch.randn(16, n, generator=g, dtype=dtype)).requires_grad_(True)
+        values = torch.randn(16, n, generator=g, dtype=dtype)
+        ours = LOSSES.build(name, beta=beta)(scores, values)
+        reference = diffsort_bce(name, scores, values, beta)
+        torch.testing.assert_close(ours, reference)
+        (g_ours,) = torch.autograd.grad(ours.sum(), scores)
+        (g_ref,) = torch.autograd.grad(reference.sum(), scores)
+        torch.testing.assert_close(g_ours, g_ref)
+
+
+def test_saturated_wrong_pair_of_a_logistic_dsn_keeps_bcelosss_gradient():
+    """The audit's case: beta 10, scores (3, 0), values (0, 1), float64. The swap probability is
+    sigmoid(-30) = 9.4e-14; torch.nn.BCELoss gives mean -log(9.4e-14) = 30.0 and a gradient of 4 entries x
+    (1/4) x beta p (1 - p) / max(p (1 - p), 1e-12) = +-0.94; a floor at 1e-12 gave 27.63 and 0."""
+    scores = torch.tensor([[3.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    values = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    loss = LOSSES.build("logistic_dsn", beta=10.0)(scores, values)
+    (grad,) = torch.autograd.grad(loss.sum(), scores)
+    assert loss.item() == pytest.approx(30.0, abs=1e-3)
+    expected = 10 * torch.sigmoid(torch.tensor(-30.0, dtype=torch.float64)) / 1e-12
+    torch.testing.assert_close(grad, torch.stack([expected, -expected]).view(1, 2), rtol=1e-6, atol=0)
+    assert grad[0, 0].item() == pytest.approx(0.94, abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["neuralsort", "softsort"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("margin", [0.3, 3.0, 30.0, 1e3])
+def test_softmax_relaxations_keep_the_exact_gradient_at_any_margin(name, dtype, margin):
+    """n = 2, values (0, 1), a pair ranked wrongly (s1 - s2 = margin) or rightly (-margin): P's entries are
+    sigmoid(+-(s2 - s1) / tau), so the mean BCE is -log sigmoid((s2 - s1) / tau) = softplus((s1 - s2) / tau)
+    exactly, whatever the margin (torch's softplus is the reference). At the paper's tau = 0.1 and margin 3 the
+    wrong pair's gradient is 1/tau = 10; a floor at 1e-12 on p made it 0."""
+    tau = {"neuralsort": 1.0, "softsort": 0.1}[name]
+    scores = torch.tensor([[margin, 0.0], [0.0, margin]], dtype=dtype, requires_grad=True)
+    values = torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=dtype)
+    loss = LOSSES.build(name, tau=tau)(scores, values)
+    (grad,) = torch.autograd.grad(loss.sum(), scores)
+    reference_scores = scores.detach().clone().requires_grad_(True)
+    reference = F.softplus((reference_scores[:, 0] - reference_scores[:, 1]) / tau)
+    (reference_grad,) = torch.autograd.grad(reference.sum(), reference_scores)
+    torch.testing.assert_close(loss, reference)
+    torch.testing.assert_close(grad, reference_grad)
+    if margin / tau >= 30:
+        assert abs(grad[0, 0].item()) == pytest.approx(1 / tau, rel=1e-4)  # the corrective gradient is there
+
+
+@pytest.mark.parametrize("name", ["neuralsort", "softsort"])
+@pytest.mark.parametrize("spread", [0.05, 0.2])
+def test_softmax_relaxations_equal_bceloss_where_nothing_saturates(name, spread):
+    """Away from saturation the exact-log BCE is torch.nn.BCELoss on the relaxed P, value and gradient."""
+    for n in (3, 5, 10, 15):
+        g = torch.Generator().manual_seed(n)
+        scores = (spread * torch.randn(32, n, generator=g, dtype=torch.float64)).requires_grad_(True)
+        values = torch.randn(32, n, generator=g, dtype=torch.float64)
+        loss = LOSSES.build(name, tau=1.0)
+        p = loss.permutation(scores)
+        # BCELoss's clamps act below p (1 - p) = 1e-12; its log(1 - p) loses ~1e-16 / (1 - p) relatively
+        assert p.min() > 1e-10 and p.max() < 1 - 1e-6
+        reference = torch.nn.BCELoss(reduction="none")(p, true_permutation(values)).mean((-2, -1))
+        ours = loss(scores, values)
+        torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-12)
+        (g_ours,) = torch.autograd.grad(ours.sum(), scores)
+        (g_ref,) = torch.autograd.grad(reference.sum(), scores)
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", RANKING)
+@pytest.mark.parametrize("scale", [1.0, 10.0, 100.0])
+def test_hessian_target_is_finite_where_the_relaxation_saturates(name, scale):
+    """Scores spread far apart (most entries of P round to 0 or 1 in float32): the Hessian Newton target must
+    still exist, and must move the scores (the gradient did not vanish)."""
+    from losses import newton_target
+    torch.manual_seed(1)
+    y, values = scale * torch.randn(100, 5), torch.randn(100, 5)
+    loss = LOSSES.build(name)
+    z = newton_target(y, lambda v: loss(v, values), curvature="hessian", lam=0.1)
+    assert torch.isfinite(z).all() and (z - y).abs().max() > 0

@@ -47,13 +47,23 @@ def _roundtrip(state):
 
 @pytest.mark.parametrize("config, message", [
     ({"lr": 1e30}, r"non-finite model output at step 2 \(loss=neuralsort, variant=baseline, lam=None\)"),
-    ({"variant": "hessian", "lam": 1e-30}, r"singular Newton system at step 1 \(loss=neuralsort, variant=hessian"),
 ])
 def test_non_finite_training_stops_with_step_and_variant(config, message):
     reported = []
     with pytest.raises(FloatingPointError, match=message):
         ranking.train({**TINY, **config}, lambda m, s: reported.append(m))
     assert all(torch.isfinite(torch.tensor(m["train_loss"])) for m in reported)
+
+
+def test_singular_newton_system_is_an_error_naming_step_and_variant():
+    """l(y) = -||y||^2 / 4 has Hessian -I/2, so with lam = 0.5 the system M + lam I is exactly 0."""
+    from losses import make_objective
+    from tasks.runtime import objective_gradient
+    objective = make_objective(lambda y, t: -0.25 * y.pow(2).sum(1), "hessian", 0.5)
+    cfg = {"loss": "concave", "variant": "hessian", "lam": 0.5}
+    with pytest.raises(FloatingPointError, match=r"singular Newton system at step 7 \(loss=concave, variant=hessian, "
+                                                 r"lam=0.5\)"):
+        objective_gradient(objective, torch.randn(8, 3), torch.zeros(8, 3), 7, cfg)
 
 
 @pytest.mark.parametrize("config, error, message", [
@@ -64,6 +74,11 @@ def test_non_finite_training_stops_with_step_and_variant(config, message):
     ({"variant": "fisher"}, ValueError, r"got None"),
     ({"n": 1}, ValueError, r"n must be a positive integer >= 2"),
     ({"data_dir": "/nonexistent/mnist"}, FileNotFoundError, r"/nonexistent/mnist does not exist"),
+    # a task takes only its own loss families (once checked against a placeholder loss: any loss passed)
+    ({"loss": "po_fy"}, ValueError, r"ranking: loss 'po_fy' is a shortest_path loss, not a ranking one \(use one of: "
+                                    r"cauchy_dsn, logistic_dsn, neuralsort, softsort\)"),
+    ({"loss": "bellman_ford", "variant": "fisher", "lam": 1.0}, ValueError, r"'bellman_ford' is a shortest_path loss"),
+    ({"loss": "ss_algorithm", "variant": "hessian", "lam": 1.0}, ValueError, r"'ss_algorithm' is a shortest_path loss"),
 ])
 def test_bad_config_is_a_clear_error(config, error, message):
     with pytest.raises(error, match=message):

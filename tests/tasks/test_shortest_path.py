@@ -62,7 +62,8 @@ def test_deterministic_and_resumes_exactly(variant):
 
 
 @pytest.mark.parametrize("config, error, message", [
-    ({"loss": "neuralsort", "samples": None}, ValueError, r"loss 'neuralsort' is not a shortest-path loss"),
+    ({"loss": "neuralsort", "samples": None}, ValueError,
+     r"shortest_path: loss 'neuralsort' is a ranking loss, not a shortest_path one \(use one of: bellman_ford, po_fy"),
     ({"loss": "ss_algorithm", "variant": "hessian", "lam": 1.0}, ValueError, r"has no 'hessian' variant"),
     ({"samples": 0}, ValueError, "samples must be a positive integer"),
     ({"epoch": 3}, KeyError, r"did you mean 'epochs'\?"),

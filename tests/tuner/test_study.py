@@ -103,6 +103,14 @@ BAD = [
      r": search.space.lam: give exactly one of log"),
     ("bad name", {"name": "../escape"}, r": name: name must be letters"),
     ("duplicate seeds", {"seeds": [0, 0]}, r": seeds: seeds must be a non-empty list of distinct"),
+    ("another task's loss", {"params": {**TINY_PARAMS, "loss": "po_fy"}},
+     r": grid \(trial 1: .*\): ranking: loss 'po_fy' is a shortest_path loss, not a ranking one"),
+    ("another task's loss in a search", {"search": {"trials": 2, "space": {"loss": {"choice": ["softsort", "bellman_ford"]}}}},
+     r": search.space.loss \(value 'bellman_ford'\): ranking: loss 'bellman_ford' is a shortest_path loss"),
+    ("a variant the loss lacks", {"task": "shortest_path", "metric": "valid_match_path",
+                                  "params": {"loss": "ss_algorithm", "epochs": 1},
+                                  "grid": {"variant": ["hessian"], "lam": [1.0]}},
+     r": grid \(trial 1: .*\): shortest_path: loss 'ss_algorithm' has no 'hessian' variant \(it supports: baseline, fisher\)"),
 ]
 
 
