@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -88,13 +90,30 @@ def generate_warcraft(folder: str | Path, sizes: dict[str, int] | None = None, s
 
 
 def cached_generated(sizes: dict[str, int] | None = None, seed: int = 0, cache: str | Path | None = None) -> Path:
-    """The generated set for these sizes and seed, generated once into the cache (``~/.cache/newton-losses``)."""
+    """The generated set for these sizes and seed, generated once into the cache (``~/.cache/newton-losses``).
+
+    Safe under concurrency (trials starting together on one machine or on a shared folder): each process
+    generates into a private temporary folder and renames the finished folder into place, an atomic step, so
+    the cache folder either does not exist or is complete. A process that loses the race discards its copy
+    (generation is deterministic, so both copies are the same).
+    """
     sizes = {**REAL_SIZES, **(sizes or {})}
-    key = hashlib.sha1(json.dumps([sizes, seed, TERRAIN_COSTS, 1]).encode()).hexdigest()[:12]
+    # The last element is the format version: 2 since the exact solver (paths on tied costs changed).
+    key = hashlib.sha1(json.dumps([sizes, seed, TERRAIN_COSTS, 2]).encode()).hexdigest()[:12]
     root = Path(cache or os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "newton-losses"
     folder = root / f"warcraft-generated-{key}"
-    if not (folder / files("test")["paths"]).is_file():
-        generate_warcraft(folder, sizes, seed)
+    if folder.is_dir():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
+    try:
+        generate_warcraft(private, sizes, seed)
+        os.rename(private, folder)
+    except OSError:
+        if not folder.is_dir():  # not a lost race: a real error
+            raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     return folder
 
 

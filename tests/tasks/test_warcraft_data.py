@@ -1,4 +1,6 @@
 """Warcraft 12x12 data: the real format's loader and the offline generator of the same format."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,56 @@ def test_comb_resnet18_shapes_and_parameter_count(generated):
     assert sum(p.numel() for p in model.parameters()) == 157_504
     out = model(torch.from_numpy(np.array(maps[:4])))
     assert out.shape == (4, 12, 12) and torch.isfinite(out).all()
+
+
+def _generate_in_a_race(cache: str, start_at: float) -> dict[str, str]:
+    """One of several processes that ask for the same generated set at the same moment."""
+    import hashlib
+    import time
+    time.sleep(max(0.0, start_at - time.time()))
+    folder = cached_generated(SIZES, seed=11, cache=cache)
+    data = load_warcraft(folder)  # reads every file: a half-written one would fail here or differ below
+    return {f"{split}/{key}": hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
+            for split, arrays in data.items() for key, array in arrays.items()}
+
+
+def test_concurrent_trials_share_one_complete_cache(tmp_path):
+    """Six processes with an empty cache, all at once: none crashes, all read the same complete set, and no
+    temporary folder is left behind."""
+    import multiprocessing
+    import time
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(6) as pool:
+        start_at = time.time() + 8  # after every worker has imported torch
+        results = pool.starmap(_generate_in_a_race, [(str(tmp_path), start_at)] * 6)
+    assert all(r == results[0] for r in results) and len(results[0]) == 9
+    entries = sorted(p.name for p in (tmp_path / "newton-losses").iterdir())
+    assert len(entries) == 1 and entries[0].startswith("warcraft-generated-")
+    reference = generate_warcraft(tmp_path / "direct", SIZES, seed=11)
+    assert _generate_in_a_race(str(tmp_path / "newton-losses" / ".."), 0) == results[0]
+    assert (reference / "train_maps.npy").read_bytes() == (tmp_path / "newton-losses" / entries[0] / "train_maps.npy").read_bytes()
+
+
+def test_the_cache_folder_never_holds_a_partial_set(tmp_path, monkeypatch):
+    """Generation writes elsewhere and the cache folder appears complete in one step; a generation that fails
+    midway leaves neither the cache folder nor a temporary one."""
+    import tasks.warcraft_data as module
+    real = module.generate_warcraft
+    seen = []
+
+    def watched(folder, sizes, seed):
+        seen.append(Path(folder))
+        assert not list((tmp_path / "newton-losses").glob("warcraft-generated-*")), "cache folder visible too early"
+        return real(folder, sizes, seed)
+    monkeypatch.setattr(module, "generate_warcraft", watched)
+    folder = cached_generated(SIZES, seed=2, cache=tmp_path)
+    assert seen and seen[0] != folder and seen[0].parent == folder.parent and not seen[0].exists()
+    load_warcraft(folder)
+
+    def failing(folder, sizes, seed):
+        (Path(folder) / "train_maps.npy").write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(module, "generate_warcraft", failing)
+    with pytest.raises(OSError, match="No space left"):
+        cached_generated(SIZES, seed=3, cache=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "newton-losses").iterdir()) == [folder.name]
