@@ -39,3 +39,42 @@ def test_the_cauchy_dsn_hessian_outgrows_the_papers_lambda():
     assert at_small["newton_indefinite_share"] == 1.0 and at_small["newton_min_eigenvalue"] < -0.05
     assert at_large["newton_indefinite_share"] == 0.0
     assert at_large["newton_min_eigenvalue"] == pytest.approx(at_small["newton_min_eigenvalue"] + 0.9, abs=1e-5)
+
+
+def test_watching_does_no_linear_algebra_during_the_step(monkeypatch):
+    """observe() only keeps the system: 50 Hessian steps call no eigendecomposition (which would synchronise a
+    GPU with the host and be charged to time_loss); take() then makes one batched call, and its result equals
+    numpy's eigenvalues of each step's system."""
+    import numpy as np
+
+    import losses.system_monitor as module
+    calls = []
+    real = torch.linalg.eigvalsh
+    monkeypatch.setattr(module.torch.linalg, "eigvalsh", lambda a, *args, **kw: calls.append(a.shape) or real(a, *args, **kw))
+    monitor = NewtonSystemMonitor()
+    systems = []
+    for step in range(50):
+        g = torch.Generator().manual_seed(step)
+        a = torch.randn(4, 4, generator=g, dtype=torch.float64)
+        systems.append(a + a.T)
+        newton_target_from(torch.zeros(3, 4, dtype=torch.float64), torch.ones(3, 4, dtype=torch.float64),
+                           systems[-1], 0.1, monitor=monitor)
+    assert calls == []
+    stats = monitor.take()
+    assert calls == [(50, 4, 4)]
+    expected = np.array([np.linalg.eigvalsh(s.numpy() + 0.1 * np.eye(4)).min() for s in systems])
+    assert stats["newton_min_eigenvalue"] == pytest.approx(expected.min(), rel=1e-12)
+    assert stats["newton_indefinite_share"] == pytest.approx((expected <= 0).mean())
+
+
+def test_memory_is_bounded_by_keeping_evenly_spread_steps():
+    """Capacity 4 over 10 steps: the buffer fills twice, so steps 0, 4 and 8 are kept (every fourth). System k is
+    diag(k - 5, 1): the kept minimum is -5 (step 0) and two of three kept steps are indefinite."""
+    monitor = NewtonSystemMonitor(capacity=4)
+    for k in range(10):
+        monitor.observe(torch.diag(torch.tensor([k - 5.0, 1.0])))
+    assert len(monitor._kept) == 3
+    stats = monitor.take()
+    assert stats == {"newton_min_eigenvalue": -5.0, "newton_indefinite_share": pytest.approx(2 / 3)}
+    monitor.observe(torch.eye(2))  # after take(), every step is kept again
+    assert monitor.take() == {"newton_min_eigenvalue": 1.0, "newton_indefinite_share": 0.0}
