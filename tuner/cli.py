@@ -121,12 +121,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from .runner import InfeasibleResourcesError, StudyStateError
-    from .study import StudyError
+    from .errors import TunerError
 
     try:
         return args.handler(args)
-    except (StudyError, StudyStateError, InfeasibleResourcesError, FileNotFoundError, ConnectionError, ValueError) as error:
+    except TunerError as error:  # the user's input or environment: one line; anything else is a bug: a traceback
         print(f"tuner: error: {error}", file=sys.stderr)
         return 2
 

@@ -17,7 +17,7 @@ from .tracking import study_runs
 
 HISTORY_FETCHERS = 8  # concurrent history requests to a tracking server (benchmarks/export_history.py: 7x)
 TRIAL_COLUMNS = ("study", "phase", "trial_id", "run_id", "run_name", "status", "error", "device", "git_commit",
-                 "start_time", "end_time")
+                 "start_time", "end_time", "trial_config")
 
 
 def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
@@ -60,7 +60,7 @@ def _trial_row(run) -> dict:
     tags, info = run.data.tags, run.info
     row = {"study": tags.get("study"), "phase": tags.get("phase"), "trial_id": tags.get("trial_id"),
            "run_id": info.run_id, "run_name": info.run_name, "status": info.status, "error": tags.get("error"),
-           "device": tags.get("device"), "git_commit": tags.get("git_commit"),
+           "device": tags.get("device"), "git_commit": tags.get("git_commit"), "trial_config": tags.get("trial_config"),
            "start_time": _time(info.start_time), "end_time": _time(info.end_time)}
     row.update({f"param_{k}": v for k, v in run.data.params.items()})
     row.update({f"final_{k}": v for k, v in run.data.metrics.items()})

@@ -24,6 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from tasks import TASKS
 
 from .callbacks import MlflowStatus, TrialSummary
+from .errors import ClusterUnreachableError, TunerError
 from .study import SearchParam, Study
 from .trainable import run_trial
 from .tracking import close_orphans, prepare_experiment, set_tags, sqlite_uri, start_parent_run
@@ -31,11 +32,11 @@ from .tracking import close_orphans, prepare_experiment, set_tags, sqlite_uri, s
 STATE_FILE = "study.json"
 
 
-class StudyStateError(RuntimeError):
+class StudyStateError(TunerError, RuntimeError):
     """The storage folder does not hold what the command needs (missing or already existing study)."""
 
 
-class InfeasibleResourcesError(RuntimeError):
+class InfeasibleResourcesError(TunerError, RuntimeError):
     """A trial asks for more CPUs or GPUs than any node of the Ray cluster has."""
 
 
@@ -191,7 +192,7 @@ def _tune_domain(param: SearchParam):
 def _best_config(results, study: Study) -> dict[str, Any]:
     best = results.get_best_result(metric=study.metric, mode=study.mode, scope="last", filter_nan_and_inf=True)
     if best is None or best.config is None:
-        raise RuntimeError(f"search of study {study.name!r} produced no finished trial with metric {study.metric!r}")
+        raise TunerError(f"search of study {study.name!r} produced no finished trial with metric {study.metric!r}")
     config = {k: v for k, v in best.config.items() if k in study.search_base() or k in study.search.space}
     config.pop("seed", None)
     return config
@@ -217,7 +218,7 @@ def _init_ray(address: str | None) -> None:
     try:
         ray.init(address=address, log_to_driver=True)
     except (ConnectionError, RuntimeError) as error:
-        raise ConnectionError(f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]} (a cluster "
+        raise ClusterUnreachableError(f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]} (a cluster "
                               "with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its token in "
                               "~/.ray/auth_token or RAY_AUTH_TOKEN on this machine too)") from None
 
@@ -230,7 +231,7 @@ def _probe(address: str) -> None:
     try:
         socket.create_connection((match[1], int(match[2])), timeout=5).close()
     except OSError as error:
-        raise ConnectionError(f"no Ray cluster answers at {address} ({error.strerror or error}); start one with "
+        raise ClusterUnreachableError(f"no Ray cluster answers at {address} ({error.strerror or error}); start one with "
                               f"`ray start --head --port=PORT` or check --address / RAY_ADDRESS") from None
 
 

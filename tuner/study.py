@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks import TASKS
 
+from .errors import TunerError
+
 Scalar = Union[bool, int, float, str, None]
 KINDS = ("log", "uniform", "integer", "choice")
 
 
-class StudyError(ValueError):
+class StudyError(TunerError, ValueError):
     """A study file is invalid; the message names the file and the key."""
 
 

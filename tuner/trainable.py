@@ -1,6 +1,7 @@
 """The Ray Tune function trainable: a task's ``train`` with checkpoints and its MLflow run."""
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
     resolved = task.describe(config)
     device = pick_device(resolved["device"])
     tags = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "ray_node": ray.get_runtime_context().get_node_id()}
+            "ray_node": ray.get_runtime_context().get_node_id(),
+            # the config exactly as the grid or the search gave it (params hold it resolved: a searched
+            # `tau: null` is logged as the loss's default), so reports map values back to choices exactly
+            "trial_config": json.dumps(config, sort_keys=True, default=str)}
     run = TrialRun(meta, context.get_trial_id(), context.get_trial_name(), resolved, tags)
 
     def report(metrics: dict[str, float], state: dict[str, Any]) -> None:

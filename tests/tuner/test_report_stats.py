@@ -111,3 +111,96 @@ def test_equal_paired_differences_are_no_significance():
     welch = compare(constant[constant.param_variant == "hessian"], constant[constant.param_variant == "baseline"],
                     "test_exact")
     assert welch["test"].startswith("Welch t (undefined") and math.isnan(welch["p"])
+
+
+def test_holm_adjustment_equals_statsmodels():
+    """Holm's step-down adjustment against statsmodels' ``multipletests(method="holm")`` on random families
+    (sizes 1-60, uniform and near-zero p, ties), undefined (NaN) tests left out of the family."""
+    import numpy as np
+    from statsmodels.stats.multitest import multipletests
+
+    from tuner.report.stats import holm
+    rng = np.random.default_rng(0)
+    for trial in range(40):  # statsmodels takes ~0.3 s a call here
+        m = rng.integers(1, 61)
+        p = rng.uniform(size=m) ** rng.choice([1, 3, 8])
+        if trial % 5 == 0:
+            p[: m // 2] = p[0]  # ties
+        if trial % 7 == 0:
+            p[rng.uniform(size=m) < 0.2] = np.nan
+        defined = ~np.isnan(p)
+        ours = holm(p)
+        assert np.isnan(ours[~defined]).all()
+        if defined.any():
+            np.testing.assert_allclose(ours[defined], multipletests(p[defined], method="holm")[1], rtol=1e-12)
+
+
+def test_stars_follow_the_holm_adjusted_p():
+    """Fifty λ settings, each a paired test at raw p = 0.0377 (the hand-computed case above): significant alone,
+    but not after Holm over the family of 50 (adjusted p = 1), so no star; a single test keeps its star."""
+    many = [("ns", "fisher", 10.0 ** (k / 10), s, v, 11.0, 2.0, 8.0, 0.5, 0.5) for k in range(50)
+            for s, v in zip((0, 1, 2), (0.6, 0.8, 0.9))]
+    table = results_table(trials(BASE + many), ["test_exact"])
+    fisher = table[table.variant == "fisher"]
+    assert fisher["test_exact_p"].to_numpy() == pytest.approx([0.037750] * 50, abs=1e-5)
+    assert (fisher["test_exact_p_holm"] == 1.0).all()
+    cells = formatted(table, ["test_exact"])
+    assert not cells["test_exact"].str.endswith("*").any()
+    assert set(cells.loc[cells.variant == "fisher", "test_exact p (Holm)"]) == {"1"}
+    single = formatted(results_table(trials(BASE + FISHER), ["test_exact"]), ["test_exact"])
+    assert single.loc[single.variant == "fisher", "test_exact"].iloc[0].endswith(" *")
+
+
+def test_best_lambda_follows_the_mode():
+    from tuner.report.plots import best_lambda
+
+    frame = trials([("ns", "fisher", lam, s, v, 1, 1, 1, 1, 1) for lam, values in ((0.1, (0.2, 0.4)), (1.0, (0.6, 0.8)))
+                    for s, v in zip((0, 1), values)])
+    assert best_lambda(frame, "test_exact", "max") == 1.0 and best_lambda(frame, "test_exact", "min") == 0.1
+
+
+SEARCH_CHOICES = [
+    # (choices, value as the search gave it or as a param logged it, expected)
+    ((0.5, 1, None), None, None), ((0.5, 1, None), 1, 1), ((0.5, 1, None), 1.0, 1), ((0.5, 1, None), "1.0", 1),
+    ((0.5, 1, None), "None", None), ((0.5, 1, None), "0.5", 0.5), ((True, False), "False", False),
+    ((True, False), False, False), (("softsort", "neuralsort"), "neuralsort", "neuralsort"),
+    ((0, 1), "1", 1), ((1e-3, 1e3), "0.001", 1e-3), (("1", 1), "1", "1"),
+]
+
+
+@pytest.mark.parametrize("choices, value, expected", SEARCH_CHOICES)
+def test_searched_values_map_back_to_their_choice(choices, value, expected):
+    from optuna.distributions import CategoricalDistribution
+
+    from tuner.report.search import searched_value
+    got = searched_value("tau", CategoricalDistribution(list(choices)), value, "t1")
+    assert got == expected and type(got) is type(expected)
+
+
+def test_a_value_matching_no_choice_is_a_clear_error():
+    from optuna.distributions import CategoricalDistribution
+
+    from tuner.errors import ReportError
+    from tuner.report.search import searched_value
+    with pytest.raises(ReportError, match=r"search parameter 'tau': trial t7 has value '2.0', which matches none of "
+                                          r"the study's choices \[0.5, 1, None\]"):
+        searched_value("tau", CategoricalDistribution([0.5, 1, None]), "2.0", "t7")
+
+
+def test_report_figures_leave_the_process_warning_filters_alone(tmp_path):
+    """Plotting silences its own expected warnings only inside itself (once it silenced RuntimeWarning for the
+    whole process)."""
+    import warnings
+
+    import numpy as np
+
+    from tuner.report.plots import curves
+    frame = trials(BASE + FISHER)
+    frame["run_id"] = [f"r{i}" for i in range(len(frame))]
+    history = pd.DataFrame([{"run_id": run, "metric": metric, "step": step, "value": float(step)}
+                            for run in frame["run_id"] for step in (1, 2) for metric in ("test_exact", "time_total")])
+    before = list(warnings.filters)
+    curves(frame, history, "test_exact", "max", "step", "t", tmp_path / "c.png")
+    assert warnings.filters == before
+    with pytest.warns(RuntimeWarning):
+        np.nanmean(np.array([np.nan]))

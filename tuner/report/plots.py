@@ -69,10 +69,12 @@ def lambda_ablation(trials: pd.DataFrame, metric: str, title: str, path: Path) -
     return True
 
 
-def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, x: str, title: str, path: Path) -> None:
+def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, mode: str, x: str, title: str,
+           path: Path) -> None:
     """Metric over steps (``x="step"``) or wall time (``x="time_total"``): mean and 95 % CI over seeds.
 
-    Per setting and variant, the λ with the best final mean is drawn (the others are in the λ ablation).
+    Per setting and variant, the λ with the best final mean (highest for ``mode="max"``, lowest for "min") is
+    drawn (the others are in the λ ablation).
     """
     done = trials[trials["status"] == "FINISHED"]
     groups = list(_setting_groups(done))
@@ -81,16 +83,17 @@ def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, x: str, tit
         index=["run_id", "step"], columns="metric", values="value").reset_index()
     for ax, (name, group) in zip(axes[0], groups):
         for variant, cells in group.groupby("param_variant", sort=False):
-            best_lam = cells.groupby(cells["param_lam"].astype(float).fillna(-1))[f"final_{metric}"].mean().idxmax()
+            best_lam = best_lambda(cells, metric, mode)
             chosen = cells[cells["param_lam"].astype(float).fillna(-1) == best_lam]
             series = wide[wide["run_id"].isin(chosen["run_id"])]
             if series.empty:
                 continue
             grid, values = _aligned(series, x, metric)
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before the first evaluation
-            mean = np.nanmean(values, axis=0)
-            n = np.sum(~np.isnan(values), axis=0)
-            sem = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if values.shape[0] > 1 else 0 * mean
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before the first evaluation
+                mean = np.nanmean(values, axis=0)
+                n = np.sum(~np.isnan(values), axis=0)
+                sem = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if values.shape[0] > 1 else 0 * mean
             half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sem
             label = f"{'NL ' if variant != 'baseline' else ''}{variant}" + (
                 f" λ={best_lam:g}" if best_lam >= 0 else "") + f" ({values.shape[0]} seeds)"
@@ -106,6 +109,13 @@ def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, x: str, tit
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def best_lambda(cells: pd.DataFrame, metric: str, mode: str) -> float:
+    """The λ (-1 for the baseline's none) whose seeds' mean final metric is best: highest for ``mode="max"``,
+    lowest for "min"."""
+    finals = cells.groupby(cells["param_lam"].astype(float).fillna(-1))[f"final_{metric}"].mean()
+    return float(finals.idxmax() if mode == "max" else finals.idxmin())
 
 
 def _figure(panels: int):

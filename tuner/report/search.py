@@ -2,6 +2,7 @@
 optimisation-history plot and parameter importances (fANOVA)."""
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 
+from ..errors import ReportError  # noqa: E402
 from ..study import SearchParam, Study  # noqa: E402
 
 
@@ -29,11 +31,21 @@ def distribution(param: SearchParam):
 
 def rebuild_study(trials: pd.DataFrame, study: Study) -> optuna.Study:
     """An in-memory Optuna study holding the search phase's trials in start order, from MLflow data alone."""
+    verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return _rebuild(trials, study)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _rebuild(trials: pd.DataFrame, study: Study) -> optuna.Study:
     rebuilt = optuna.create_study(study_name=study.name, direction="maximize" if study.mode == "max" else "minimize")
     spaces = {name: distribution(p) for name, p in study.search.space.items()}
     for _, row in trials[trials["phase"] == "search"].sort_values("start_time").iterrows():
-        params = {name: _cast(dist, row[f"param_{name}"]) for name, dist in spaces.items()}
+        given = json.loads(row["trial_config"]) if isinstance(row.get("trial_config"), str) else {}
+        params = {name: searched_value(name, dist, given[name] if name in given else row[f"param_{name}"],
+                                       row["trial_id"]) for name, dist in spaces.items()}
         value = row.get(f"final_{study.metric}")
         ok = row["status"] == "FINISHED" and value is not None and not pd.isna(value) and math.isfinite(float(value))
         rebuilt.add_trial(optuna.trial.create_trial(
@@ -43,11 +55,35 @@ def rebuild_study(trials: pd.DataFrame, study: Study) -> optuna.Study:
     return rebuilt
 
 
-def _cast(dist, value):
-    """MLflow stores params as text: map back to the distribution's own type."""
-    if isinstance(dist, CategoricalDistribution):
-        return next(c for c in dist.choices if str(c) == str(value))
-    return int(value) if isinstance(dist, IntDistribution) else float(value)
+def searched_value(name: str, dist, value, trial_id: str):
+    """A trial's value of a searched parameter in the distribution's own type. ``value`` is the value the search
+    gave (from the trial's ``trial_config`` tag), or, for runs without that tag, the logged param (text).
+    Choices are matched by kind: None to None, booleans to booleans, numbers numerically (``1`` is ``1.0``),
+    text exactly; a value that matches no choice is a ``ReportError`` naming the parameter and the trial."""
+    if not isinstance(dist, CategoricalDistribution):
+        return int(float(value)) if isinstance(dist, IntDistribution) else float(value)
+    for choice in dist.choices:
+        if _same(choice, value):
+            return choice
+    raise ReportError(f"search parameter {name!r}: trial {trial_id} has value {value!r}, which matches none of the "
+                      f"study's choices {list(dist.choices)} (was the study file changed after the run?)")
+
+
+def _same(choice, value) -> bool:
+    if isinstance(value, str) and not isinstance(choice, str):  # a logged param: text
+        value = {"None": None, "True": True, "False": False}.get(value, value)
+        if isinstance(value, str) and not isinstance(choice, bool):
+            try:
+                value = float(value)
+            except ValueError:
+                return False
+    if choice is None or value is None:
+        return choice is None and value is None
+    if isinstance(choice, bool) or isinstance(value, bool):
+        return isinstance(choice, bool) and isinstance(value, bool) and choice == value
+    if isinstance(choice, (int, float)) and isinstance(value, (int, float)):
+        return math.isclose(choice, value, rel_tol=1e-12, abs_tol=0.0)
+    return choice == value
 
 
 def search_figures(rebuilt: optuna.Study, title: str, out: Path) -> dict:
@@ -58,7 +94,13 @@ def search_figures(rebuilt: optuna.Study, title: str, out: Path) -> dict:
         return summary
     summary["best"] = {"value": rebuilt.best_value, "params": rebuilt.best_params,
                        "trial_id": rebuilt.best_trial.user_attrs["trial_id"]}
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # Optuna's matplotlib plots
+        _plots(rebuilt, complete, title, out, summary)
+    return summary
+
+
+def _plots(rebuilt: optuna.Study, complete: list, title: str, out: Path, summary: dict) -> None:
     ax = optuna.visualization.matplotlib.plot_optimization_history(rebuilt)
     ax.set_title(f"Optuna optimisation history\n{title}", fontsize=10)
     ax.figure.tight_layout()
@@ -75,4 +117,3 @@ def search_figures(rebuilt: optuna.Study, title: str, out: Path) -> dict:
             ax.figure.tight_layout()
             ax.figure.savefig(out / "search_importances.png", dpi=130)
             plt.close(ax.figure)
-    return summary

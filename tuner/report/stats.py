@@ -2,7 +2,11 @@
 
 Test: two-sided, paired t-test over the seeds both have when seeds match (``scipy.stats.ttest_rel``),
 Welch's t-test otherwise (``ttest_ind(equal_var=False)``). Effect size: Cohen's d (paired: mean of
-the differences over their std; Welch: difference of means over the pooled std). ``*`` marks p < 0.05.
+the differences over their std; Welch: difference of means over the pooled std).
+
+A table holds many tests per metric (a Figure-4 study: ~50), so raw p < 0.05 would mark a few by chance alone.
+Each metric's tests form one family: the table reports the raw p and the Holm-adjusted p (Holm 1979: controls
+the family-wise error rate at 0.05 under any dependence), and ``*`` marks adjusted p < 0.05.
 """
 from __future__ import annotations
 
@@ -64,6 +68,18 @@ def compare(newton: pd.DataFrame, baseline: pd.DataFrame, metric: str) -> dict[s
     return {"test": "n/a (< 2 seeds)", "p": NAN, "d": NAN, "n_pairs": 0}
 
 
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment: with the m defined p-values sorted ascending, ``p_(i)`` becomes
+    ``max_{j <= i} min(1, (m - j + 1) p_(j))``. NaN (undefined tests) stays NaN and does not count in m."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(p))
+    order = defined[np.argsort(p[defined], kind="stable")]
+    m = len(order)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return adjusted
+
+
 def results_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One row per (setting, variant, λ): mean ± std of each metric over seeds, and the test against baseline."""
     done = trials[trials["status"] == "FINISHED"]
@@ -82,21 +98,26 @@ def results_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
                     row.update({f"{metric}_{k}": v for k, v in result.items()})
             rows.append(row)
     table = pd.DataFrame(rows)
+    for metric in metrics:
+        if f"{metric}_p" in table:
+            table.insert(table.columns.get_loc(f"{metric}_p") + 1, f"{metric}_p_holm", holm(table[f"{metric}_p"]))
     order = {"baseline": 0, "hessian": 1, "fisher": 2}
     sort_keys = [k.removeprefix("param_") for k in keys] + ["_order", "lam"]
     return table.assign(_order=table["variant"].map(order)).sort_values(sort_keys).drop(columns="_order")
 
 
 def formatted(table: pd.DataFrame, metrics: list[str], percent: bool = True) -> pd.DataFrame:
-    """Human-readable cells: ``83.31 ± 1.70 *`` (×100 for accuracies), p-values and effect sizes."""
+    """Human-readable cells: ``83.31 ± 1.70 *`` (×100 for accuracies; ``*``: Holm-adjusted p < 0.05), raw and
+    adjusted p-values and effect sizes."""
     scale = 100 if percent else 1
     out = table[[c for c in table.columns if not any(c.startswith(m) for m in metrics)]].copy()
     out["lam"] = out["lam"].map(lambda v: "" if pd.isna(v) else f"{v:g}")
     for metric in metrics:
-        mark = table.get(f"{metric}_p", pd.Series(np.nan, index=table.index)).map(lambda p: " *" if p < 0.05 else "")
+        mark = table.get(f"{metric}_p_holm", pd.Series(np.nan, index=table.index)).map(lambda p: " *" if p < 0.05 else "")
         out[metric] = [f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}") + k
                        for m, s, k in zip(table[f"{metric}_mean"], table[f"{metric}_std"], mark)]
         if f"{metric}_p" in table:
             out[f"{metric} p"] = table[f"{metric}_p"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
+            out[f"{metric} p (Holm)"] = table[f"{metric}_p_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
             out[f"{metric} d"] = table[f"{metric}_d"].map(lambda d: "" if pd.isna(d) else f"{d:+.2f}")
     return out
