@@ -5,14 +5,21 @@ from typing import Any
 
 from ray.tune import Callback
 
+from .errors import TrackingError
 from .trainable import trial_config
 from .tracking import finish_trial_run
 
 SHOWN = ("loss", "variant", "lam", "tau", "beta", "n", "seed")
+TRACKING_FAILURES: list[TrackingError] = []  # this driver's; Tune wraps a callback's exception in a TuneError
 
 
 class MlflowStatus(Callback):
-    """Mark each trial's run FINISHED/FAILED when Tune ends it (ASHA stops never reach the trainable)."""
+    """Mark each trial's run FINISHED/FAILED when Tune ends it (ASHA stops never reach the trainable).
+
+    If the tracking store does not answer, its ``TrackingError`` ends the phase at once, as a killed driver
+    would (every further trial would fail the same way); Tune's saved state lets ``tuner resume`` continue.
+    Tune hands the error on wrapped in a ``TuneError``, so it is also kept in ``TRACKING_FAILURES``.
+    """
 
     def __init__(self, meta: dict[str, Any]):
         self.meta = meta
@@ -25,7 +32,11 @@ class MlflowStatus(Callback):
 
     def _finish(self, trial, status, error=None):
         m = self.meta
-        finish_trial_run(m["mlflow_uri"], m["experiment_id"], m["phase"], trial.trial_id, status, error)
+        try:
+            finish_trial_run(m["mlflow_uri"], m["experiment_id"], m["phase"], trial.trial_id, status, error)
+        except TrackingError as failure:
+            TRACKING_FAILURES.append(failure)
+            raise
 
 
 class TrialSummary(Callback):

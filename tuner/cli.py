@@ -126,8 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except TunerError as error:  # the user's input or environment: one line; anything else is a bug: a traceback
+        _stop_ray()  # first, so that no late log line of a worker lands below the error
         print(f"tuner: error: {error}", file=sys.stderr)
         return 2
+
+
+def _stop_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def _study_name(study: str) -> str:
@@ -139,6 +147,7 @@ def _study_name(study: str) -> str:
 
 
 def _finish(name: str, storage: str, failed: int) -> int:
+    _stop_ray()  # first, so that no late log line of a worker lands below the summary
     if failed:
         print(f"tuner: {failed} trial(s) of study {name!r} failed; their errors are in MLflow "
               f"(`tuner ui {name} --storage {storage}`)", file=sys.stderr)

@@ -11,8 +11,8 @@ class ClusterUnreachableError(TunerError, ConnectionError):
     """No Ray cluster answers at the given address, or joining it failed."""
 
 
-class TrackingUnreachableError(TunerError, ConnectionError):
-    """The MLflow tracking server does not answer."""
+class TrackingError(TunerError, ConnectionError):
+    """The MLflow tracking server does not answer, or the tracking store failed (the message names its URI)."""
 
 
 class ReportError(TunerError, ValueError):

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from mlflow.tracking import MlflowClient
 
 from .runner import load_state
-from .tracking import study_runs
+from .tracking import study_runs, tracking_at
 
 HISTORY_FETCHERS = 8  # concurrent history requests to a tracking server (benchmarks/export_history.py: 7x)
 TRIAL_COLUMNS = ("study", "phase", "trial_id", "run_id", "run_name", "status", "error", "device", "git_commit",
@@ -36,6 +36,11 @@ def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
 
 def study_tables(uri: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials, history) as DataFrames, straight from the tracking store."""
+    with tracking_at(uri, "reading the study's runs"):
+        return _tables(uri, experiment_id)
+
+
+def _tables(uri: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     client = MlflowClient(uri)
     runs = study_runs(uri, experiment_id)
     rows = [_trial_row(run) for run in runs]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -17,17 +18,19 @@ from typing import Any
 import ray
 from optuna.samplers import TPESampler
 from ray import tune
+from ray.tune.error import TuneError
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from tasks import TASKS
 
-from .callbacks import MlflowStatus, TrialSummary
-from .errors import ClusterUnreachableError, TunerError
-from .study import SearchParam, Study
+from .callbacks import TRACKING_FAILURES, MlflowStatus, TrialSummary
+from .errors import ClusterUnreachableError, TrackingError, TunerError
+from .study import NAME, SearchParam, Study
 from .trainable import run_trial
-from .tracking import close_orphans, prepare_experiment, set_tags, sqlite_uri, start_parent_run
+from .tracking import (close_orphans, prepare_experiment, probe_tracking, set_tags, sqlite_uri, start_parent_run,
+                       tracking_at, tracking_env)
 
 STATE_FILE = "study.json"
 
@@ -41,6 +44,9 @@ class InfeasibleResourcesError(TunerError, RuntimeError):
 
 
 def study_dir(storage: str | Path, name: str) -> Path:
+    """``STORAGE/NAME``; ``name`` must be a name a study file may have, so it never leaves the storage folder."""
+    if not NAME.fullmatch(str(name)):
+        raise StudyStateError(f"{name!r} is not a study name (letters, digits, '_', '.', '-'; not starting with '.')")
     return Path(storage).expanduser().resolve() / name
 
 
@@ -58,33 +64,61 @@ def save_state(folder: Path, state: dict[str, Any]) -> None:
 
 
 def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, address: str | None = None) -> int:
-    """Start a new study execution; returns the number of failed trials."""
+    """Start a new study execution; returns the number of failed trials.
+
+    Everything that can be checked is checked before the first file is written (the study folder exists only
+    once the tracking store holds the study's experiment and parent run): an existing study, the tracking
+    server, the Ray cluster, whether a node can hold a trial, and whether the tracking store suits the cluster.
+    """
     folder = study_dir(storage, study.name)
     if (folder / STATE_FILE).exists():
         raise StudyStateError(f"study {study.name!r} already exists in {folder}: continue it with "
                               f"`tuner resume {study.name} --storage {folder.parent}`, or choose another --storage")
-    _init_ray(address)  # before any file is written: a wrong address leaves nothing behind
+    if mlflow_uri:
+        probe_tracking(mlflow_uri)
+    _init_ray(address)
     check_resources_fit(study)
-    folder.mkdir(parents=True, exist_ok=True)
     uri = mlflow_uri or sqlite_uri(folder)
-    experiment_id = prepare_experiment(uri, study.name, folder / "artifacts")
-    commit = git_commit()
-    parent = start_parent_run(uri, experiment_id, f"{study.name} study", _study_params(study),
-                              {"study": study.name, "git_commit": commit, "storage": str(folder)},
-                              artifact=study.source)
-    state = {"study": study.model_dump(mode="json"), "mlflow_uri": uri, "experiment_id": experiment_id,
-             "parent_run_id": parent, "git_commit": commit, "phases": {}, "best": None}
-    save_state(folder, state)
+    check_tracking_fits_cluster(uri)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tracking_at(uri, f"creating the experiment of study {study.name!r}"):
+            experiment_id = prepare_experiment(uri, study.name, folder / "artifacts")
+            commit = git_commit()
+            parent = start_parent_run(uri, experiment_id, f"{study.name} study", _study_params(study),
+                                      {"study": study.name, "git_commit": commit, "storage": str(folder)},
+                                      artifact=study.source)
+        state = {"study": study.model_dump(mode="json"), "mlflow_uri": uri, "experiment_id": experiment_id,
+                 "parent_run_id": parent, "git_commit": commit, "phases": {}, "failed": {}, "best": None}
+        save_state(folder, state)
+    except BaseException:
+        if created:  # nothing half-written: the folder goes with the failed setup
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return _run_phases(folder, state)
 
 
 def resume_study(folder: Path, address: str | None = None) -> int:
     """Continue a study whose driver stopped: done phases are skipped, started ones restored."""
     state = load_state(folder)
+    probe_tracking(state["mlflow_uri"])
     _init_ray(address)
     check_resources_fit(Study(**state["study"]))
-    set_tags(state["mlflow_uri"], state["parent_run_id"], {"resumed": "true"})
+    check_tracking_fits_cluster(state["mlflow_uri"])
+    with tracking_at(state["mlflow_uri"], "tagging the study's parent run as resumed"):
+        set_tags(state["mlflow_uri"], state["parent_run_id"], {"resumed": "true"})
     return _run_phases(folder, state)
+
+
+def check_tracking_fits_cluster(uri: str) -> None:
+    """Refuse an embedded SQLite store on a multi-node cluster: trials on several nodes would write one SQLite
+    file over shared storage (NFS and the like), which SQLite does not support (locks fail, writes get lost)."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if uri.startswith("sqlite") and len(nodes) > 1:
+        raise TunerError(f"this Ray cluster has {len(nodes)} nodes, and their trials cannot share one SQLite file "
+                         f"({uri.removeprefix('sqlite:///')}) over shared storage: start an MLflow server on one "
+                         f"node (see README, 'Running on a Ray cluster') and pass --mlflow-uri http://HOST:PORT")
 
 
 def check_resources_fit(study: Study) -> None:
@@ -113,28 +147,42 @@ def phases(study: Study) -> list[str]:
 
 
 def _run_phases(folder: Path, state: dict[str, Any]) -> int:
+    """Run the phases not done yet; returns the failed trials of the whole study, phases finished before a
+    ``tuner resume`` included (their counts are kept in the state)."""
     from mlflow.tracking import MlflowClient
 
     study = Study(**state["study"])
-    failed = 0
+    uri = state["mlflow_uri"]
+    failed = state.setdefault("failed", {})
     for phase in phases(study):
         if state["phases"].get(phase) == "done":
             continue
         state["phases"][phase] = "started"
         save_state(folder, state)
-        results = _fit(folder, state, study, phase)
-        failed += len(results.errors)
-        orphans = close_orphans(state["mlflow_uri"], state["experiment_id"], phase)
-        if orphans:
-            print(f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
-                  f"driver; marked KILLED (tag 'orphaned')", flush=True)
-        if phase == "search":
-            state["best"] = _best_config(results, study)
-            set_tags(state["mlflow_uri"], state["parent_run_id"], {"best_config": json.dumps(state["best"])})
+        TRACKING_FAILURES.clear()
+        try:
+            results = _fit(folder, state, study, phase)
+        except (TrackingError, TuneError) as error:
+            if isinstance(error, TuneError) and not TRACKING_FAILURES:
+                raise  # not the tracking store: a bug, with its traceback
+            raise TrackingError(f"{TRACKING_FAILURES[0] if TRACKING_FAILURES else error}; phase {phase!r} stopped and "
+                                f"the study is kept as it was: once the tracking store answers again, `tuner resume "
+                                f"{study.name} --storage {folder.parent}` continues it") from None
+        failed[phase] = len(results.errors)
+        with tracking_at(uri, f"closing phase {phase!r}"):
+            orphans = close_orphans(uri, state["experiment_id"], phase)
+            if orphans:
+                print(f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
+                      f"driver; marked KILLED (tag 'orphaned')", flush=True)
+            if phase == "search":
+                state["best"] = _best_config(results, study)
+                set_tags(uri, state["parent_run_id"], {"best_config": json.dumps(state["best"])})
         state["phases"][phase] = "done"
         save_state(folder, state)
-    MlflowClient(state["mlflow_uri"]).set_terminated(state["parent_run_id"], "FAILED" if failed else "FINISHED")
-    return failed
+    total = sum(failed.values())
+    with tracking_at(uri, "closing the study's parent run"):
+        MlflowClient(uri).set_terminated(state["parent_run_id"], "FAILED" if total else "FINISHED")
+    return total
 
 
 def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
@@ -145,7 +193,11 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
                                     {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     path = folder / phase
     if tune.Tuner.can_restore(str(path)):
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True).fit()
+        if any(path.glob("experiment_state-*.json")):
+            return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True).fit()
+        # Killed between Tune writing its tuner.pkl and its first experiment state: no trial was recorded, and
+        # Tune cannot restore such a folder (a search then fails for want of its space). Start the phase anew.
+        shutil.rmtree(path)
     search_alg, scheduler, param_space, samples, concurrency = None, None, None, 1, study.max_concurrent
     if phase == "grid":
         trials = study.grid_trials()
@@ -174,7 +226,7 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
             name=phase, storage_path=str(folder), verbose=1,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[MlflowStatus(meta), TrialSummary(study.metric, phase, planned)]),
+            callbacks=[TrialSummary(study.metric, phase, planned), MlflowStatus(meta)]),
     )
     return tuner.fit()
 
@@ -208,15 +260,17 @@ def _init_ray(address: str | None) -> None:
     # Save Tune's experiment state (trials and the Optuna searcher) on every controller step instead of
     # every >= 10 s: a trial suggested after the last save is forgotten if the driver is killed.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    os.environ.update(tracking_env())  # this driver's MLflow calls; trials get them through the runtime env
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return
+    runtime_env = {"env_vars": tracking_env()}
     if not address:
-        ray.init(include_dashboard=False)
+        ray.init(include_dashboard=False, runtime_env=runtime_env)
         return
     _probe(address)
     try:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
     except (ConnectionError, RuntimeError) as error:
         raise ClusterUnreachableError(f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]} (a cluster "
                               "with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its token in "

@@ -21,6 +21,7 @@ from tasks import TASKS
 from .errors import TunerError
 
 Scalar = Union[bool, int, float, str, None]
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a study name names a folder: no separators, no leading dot
 KINDS = ("log", "uniform", "integer", "choice")
 
 
@@ -122,7 +123,7 @@ class Study(_Frozen):
     @field_validator("name")
     @classmethod
     def _name_is_a_folder_name(cls, name):
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        if not NAME.fullmatch(name):
             raise ValueError(f"name must be letters, digits, '_', '.', '-' (it names a folder), got {name!r}")
         return name
 

@@ -7,17 +7,59 @@ one run per trial; steps already logged are not logged again.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from .errors import TrackingError
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
 BATCH = 100
+# MLflow's HTTP client retries a dead server for minutes by default (7 retries, backoff factor 2: a typo in
+# the port sat 4 min 16 s). A few seconds tell a dead server from a blip; driver and trials use these unless
+# the environment sets its own.
+RETRY_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def tracking_env() -> dict[str, str]:
+    """The MLflow client settings for this process and every trial (explicit environment values win)."""
+    return {key: os.environ.get(key, default) for key, default in RETRY_ENV.items()}
+
+
+def probe_tracking(uri: str) -> None:
+    """Fail in seconds, naming the URI, when no tracking server answers at an http(s) URI (any HTTP answer,
+    even an error status, counts as a server that is there)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise TrackingError(f"no MLflow tracking server answers at {uri} ({reason}); start one with `mlflow server "
+                            f"--host HOST --port PORT` or check --mlflow-uri") from None
+
+
+@contextlib.contextmanager
+def tracking_at(uri: str, doing: str):
+    """Turn a failing MLflow call into a ``TrackingError`` that names the URI and what was being done."""
+    try:
+        yield
+    except MlflowException as error:
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        raise TrackingError(f"MLflow tracking at {uri} failed while {doing}: {first}") from error
 
 
 def sqlite_uri(study_dir: Path) -> str:
@@ -56,7 +98,12 @@ class TrialRun:
     """A trial's child run: params once, metrics per evaluation (de-duplicated by step), final status."""
 
     def __init__(self, meta: dict[str, Any], trial_id: str, trial_name: str, params: dict[str, Any], tags: dict[str, str]):
-        self.client = MlflowClient(meta["mlflow_uri"])
+        self.uri = meta["mlflow_uri"]
+        self.client = MlflowClient(self.uri)
+        with tracking_at(self.uri, f"opening the run of trial {trial_id}"):
+            self._open(meta, trial_id, trial_name, params, tags)
+
+    def _open(self, meta, trial_id, trial_name, params, tags) -> None:
         existing = find_trial_run(self.client, meta["experiment_id"], meta["phase"], trial_id)
         if existing is None:
             run = self.client.create_run(meta["experiment_id"], run_name=trial_name, tags={
@@ -80,18 +127,25 @@ class TrialRun:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
                  if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)]
-        for i in range(0, len(batch), BATCH):
-            self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH])
+        with tracking_at(self.uri, f"logging step {step}"):
+            for i in range(0, len(batch), BATCH):
+                self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH])
         self.last_step = step
+
+    def tag(self, key: str, value: str) -> None:
+        with tracking_at(self.uri, f"tagging the run {key}"):
+            self.client.set_tag(self.run_id, key, value)
 
     def final_metrics(self) -> dict[str, float]:
         """The last logged value of every metric, with its step (for replaying a finished trial to Tune)."""
-        return {**self.client.get_run(self.run_id).data.metrics, "step": self.last_step}
+        with tracking_at(self.uri, "reading a finished trial's metrics"):
+            return {**self.client.get_run(self.run_id).data.metrics, "step": self.last_step}
 
     def finish(self, status: str, error: str | None = None) -> None:
-        if error:
-            self.client.set_tag(self.run_id, "error", error[:5000])
-        self.client.set_terminated(self.run_id, status)
+        with tracking_at(self.uri, f"marking the trial's run {status}"):
+            if error:
+                self.client.set_tag(self.run_id, "error", error[:5000])
+            self.client.set_terminated(self.run_id, status)
 
     def _last_logged_step(self) -> int:
         history = self.client.get_metric_history(self.run_id, "train_loss")
@@ -101,13 +155,14 @@ class TrialRun:
 def finish_trial_run(uri: str, experiment_id: str, phase: str, trial_id: str, status: str, error: str | None = None):
     """Driver-side: give a trial's run its final status (covers trials stopped by ASHA or killed)."""
     client = MlflowClient(uri)
-    run = find_trial_run(client, experiment_id, phase, trial_id)
-    if run is None:
-        return
-    if error:
-        client.set_tag(run.info.run_id, "error", error[:5000])
-    if status != "FINISHED" or run.info.status == "RUNNING":
-        client.set_terminated(run.info.run_id, status)
+    with tracking_at(uri, f"marking trial {trial_id} {status}"):
+        run = find_trial_run(client, experiment_id, phase, trial_id)
+        if run is None:
+            return
+        if error:
+            client.set_tag(run.info.run_id, "error", error[:5000])
+        if status != "FINISHED" or run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status)
 
 
 def close_orphans(uri: str, experiment_id: str, phase: str) -> int:

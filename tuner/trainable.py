@@ -1,6 +1,7 @@
 """The Ray Tune function trainable: a task's ``train`` with checkpoints and its MLflow run."""
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ from ray import tune
 from tasks import TASKS
 from tasks.runtime import pick_device
 
+from .errors import TrackingError
 from .tracking import TrialRun
 
 STATE_FILE = "state.pt"
@@ -45,17 +47,19 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
 
     if run.previous_status == "FINISHED":
         # It completed before the driver stopped, but Tune had not recorded that yet: replay, don't retrain.
-        run.client.set_tag(run.run_id, "replayed", "true")
+        run.tag("replayed", "true")
         tune.report(run.final_metrics())
         run.finish("FINISHED")
         return
     resume = _load_checkpoint()
     if resume is not None:
-        run.client.set_tag(run.run_id, "resumed_from_step", str(resume["step"]))
+        run.tag("resumed_from_step", str(resume["step"]))
     try:
         task.train(config, report, resume=resume)
     except Exception as error:
-        run.finish("FAILED", f"{type(error).__name__}: {error}")
+        if not isinstance(error, TrackingError):  # with the store gone, the trial's own error is what to show
+            with contextlib.suppress(TrackingError):
+                run.finish("FAILED", f"{type(error).__name__}: {error}")
         raise
     run.finish("FINISHED")
 
@@ -65,4 +69,11 @@ def _load_checkpoint() -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+        return load_state_file(Path(folder) / STATE_FILE)
+
+
+def load_state_file(path: Path) -> dict[str, Any]:
+    """A trial's saved state. Checkpoints live on storage that every node of a cluster can write, so they are
+    loaded with ``weights_only=True``: tensors and plain Python values, never code (the tasks save their RNG
+    states in that form)."""
+    return torch.load(path, weights_only=True)

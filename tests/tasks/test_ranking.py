@@ -32,7 +32,7 @@ def test_resumed_run_ends_with_the_uninterrupted_metrics(variant):
     full, _ = collect(config)
     head, states = collect(config, stop_after=2)
     assert len(head) == 1
-    state = torch.load(_roundtrip(states[-1]), weights_only=False)  # as a checkpoint file would
+    state = torch.load(_roundtrip(states[-1]), weights_only=True)  # as a checkpoint file would
     tail, _ = collect(config, resume=state)
     assert head + tail == full
 
@@ -110,3 +110,25 @@ def test_hessian_runs_report_the_newton_system_and_others_do_not():
     baseline, _ = collect({**TINY, "variant": "baseline"})
     assert all(0.0 <= m["newton_indefinite_share"] <= 1.0 and m["newton_min_eigenvalue"] < 1e3 for m in hessian)
     assert all("newton_min_eigenvalue" not in m for m in baseline)
+
+
+def test_a_checkpoint_holding_code_is_refused(tmp_path):
+    """Checkpoints sit on shared storage: one that would run code when unpickled is refused, and the code never
+    runs; a real checkpoint loads."""
+    import os
+    import pickle
+
+    from tuner.trainable import load_state_file
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+    torch.save({"step": 2, "model": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_state_file(tmp_path / "evil.pt")
+    assert not marker.exists()
+    _, states = collect({**TINY, "steps": 2})
+    torch.save(states[-1], tmp_path / "state.pt")
+    assert load_state_file(tmp_path / "state.pt")["step"] == 2

@@ -57,7 +57,7 @@ def test_deterministic_and_resumes_exactly(variant):
     buffer = io.BytesIO()
     torch.save(states[-1], buffer)
     buffer.seek(0)
-    tail, _ = collect(config, resume=torch.load(buffer, weights_only=False))
+    tail, _ = collect(config, resume=torch.load(buffer, weights_only=True))
     assert head + tail == full
 
 

@@ -80,6 +80,12 @@ def test_study_runs_on_both_nodes_and_reports_from_the_mlflow_server(tmp_path, t
     path = tiny_study(tmp_path, params={"n": 3, "loss": "neuralsort", "steps": 60, "batch_size": 4, "eval_every": 20,
                                         "eval_sets": 6})
     shared = tmp_path / "shared"
+    # Without --mlflow-uri, trials on both nodes would write one SQLite file over shared storage: refused.
+    refused = run_tuner("run", path, "--storage", shared, "--address", address, env=env, timeout=120)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        "tuner: error: this Ray cluster has 2 nodes, and their trials cannot share one SQLite file")
+    assert "--mlflow-uri" in refused.stderr and not shared.exists()
     with mlflow_server(tmp_path) as url:
         result = run_tuner("run", path, "--storage", shared, "--address", address, "--mlflow-uri", url, env=env,
                            timeout=400)

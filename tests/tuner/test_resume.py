@@ -76,3 +76,37 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
     assert continued and all(r.data.tags.get("resumed") == "true" for r in continued)
     assert any(0 < int(r.data.tags.get("resumed_from_step", 0)) < 300 for r in continued), \
         "no interrupted trial continued from a mid-way checkpoint"
+
+
+def test_resume_counts_the_failures_of_phases_finished_before_the_kill(tmp_path):
+    """A grid trial fails (lr 1e30: non-finite at step 2); the driver is killed in the search phase, after the
+    grid was done. ``tuner resume`` must still report that failure: exit 1 and a FAILED parent run."""
+    grid = [{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1], "lr": [1e30]}]
+    path = tiny_study(tmp_path, name="slow", grid=grid, seeds=[0],
+                      params={**TINY_PARAMS, "steps": 300, "eval_every": 30},
+                      search={"trials": 2, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
+                              "replicate": False})
+    store = tmp_path / "store"
+    driver = subprocess.Popen([TUNER, "run", path, "--storage", store], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        state_file = store / "slow" / "study.json"
+        if state_file.exists() and json.loads(state_file.read_text())["phases"].get("grid") == "done":
+            break
+        assert driver.poll() is None, "the study ended before it could be killed"
+        time.sleep(0.2)
+    else:
+        pytest.fail("the grid phase never finished")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert json.loads((store / "slow" / "study.json").read_text())["failed"] == {"grid": 1}
+
+    result = run_tuner("resume", "slow", "--storage", store, timeout=400)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 trial(s) of study 'slow' failed" in result.stderr
+    state = json.loads((store / "slow" / "study.json").read_text())
+    assert state["phases"] == {"grid": "done", "search": "done"} and state["failed"] == {"grid": 1, "search": 0}
+    parent = MlflowClient(state["mlflow_uri"]).get_run(state["parent_run_id"])
+    assert parent.info.status == "FAILED"
+

@@ -13,6 +13,7 @@ from tasks import TASKS
 from ..errors import ReportError
 from ..export import study_tables
 from ..runner import load_state
+from ..tracking import tracking_at
 from ..study import Study
 from .newton_system import newton_system_table
 from .plots import curves, lambda_ablation
@@ -57,8 +58,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         figures += [f for f in ("search_history.png", "search_importances.png") if (out / f).exists()]
         (out / "search.json").write_text(json.dumps(search, indent=2, default=str))
     (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state))
-    client = MlflowClient(state["mlflow_uri"])
-    client.log_artifacts(state["parent_run_id"], str(out), artifact_path="report")
+    with tracking_at(state["mlflow_uri"], "attaching the report to the study's parent run"):
+        MlflowClient(state["mlflow_uri"]).log_artifacts(state["parent_run_id"], str(out), artifact_path="report")
     return out
 
 
