@@ -29,6 +29,19 @@ def trial_runs(store):
     return runs
 
 
+def run_and_kill_when(path, store, ready, never: str) -> None:
+    """``tuner run`` the study, and SIGKILL the driver's process group as soon as ``ready()``."""
+    driver = subprocess.Popen([TUNER, "run", path, "--storage", store], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not ready():
+        assert driver.poll() is None, "the study ended before it could be killed"
+        assert time.time() < deadline, never
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+
+
 @pytest.mark.parametrize("kill_in", ["grid", "search"])
 def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_in):
     params = {**TINY_PARAMS, "steps": 300, "eval_every": 30}  # a few seconds per trial: the kill lands mid-trial
@@ -36,22 +49,14 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
                       search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
                               "sampler_seed": 3, "replicate": True})
     store = tmp_path / "store"
-    driver = subprocess.Popen([TUNER, "run", path, "--storage", store], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        runs = trial_runs(store)
-        phase_runs = [r for r in runs if r.data.tags["phase"] == kill_in]
+
+    def finished_and_running():
+        # once a trial has finished and a running one is past its second checkpoint (step 60 of 300)
+        phase_runs = [r for r in trial_runs(store) if r.data.tags["phase"] == kill_in]
         running = [r for r in phase_runs if r.info.status == "RUNNING"]
-        # kill once a trial has finished and a running one is past its second checkpoint (step 60 of 300)
-        if any(r.info.status == "FINISHED" for r in phase_runs) and any(60 <= last_step(store, r) < 270 for r in running):
-            break
-        assert driver.poll() is None, "the study ended before it could be killed"
-        time.sleep(0.5)
-    else:
-        pytest.fail("never saw a finished and a running trial together")
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+        return any(r.info.status == "FINISHED" for r in phase_runs) and any(60 <= last_step(store, r) < 270
+                                                                          for r in running)
+    run_and_kill_when(path, store, finished_and_running, "never saw a finished and a running trial together")
     before = {r.data.tags["trial_id"]: r.info.status for r in trial_runs(store)}
     assert "RUNNING" in before.values()
 
@@ -87,19 +92,9 @@ def test_resume_counts_the_failures_of_phases_finished_before_the_kill(tmp_path)
                       search={"trials": 2, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
                               "replicate": False})
     store = tmp_path / "store"
-    driver = subprocess.Popen([TUNER, "run", path, "--storage", store], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        state_file = store / "slow" / "study.json"
-        if state_file.exists() and json.loads(state_file.read_text())["phases"].get("grid") == "done":
-            break
-        assert driver.poll() is None, "the study ended before it could be killed"
-        time.sleep(0.2)
-    else:
-        pytest.fail("the grid phase never finished")
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    state_file = store / "slow" / "study.json"
+    run_and_kill_when(path, store, lambda: state_file.exists() and json.loads(state_file.read_text())["phases"].get(
+        "grid") == "done", "the grid phase never finished")
     assert json.loads((store / "slow" / "study.json").read_text())["failed"] == {"grid": 1}
 
     result = run_tuner("resume", "slow", "--storage", store, timeout=400)
