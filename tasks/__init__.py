@@ -1,10 +1,13 @@
-"""Task trainables: one file per task, each with ``train(config, report, resume=None)``."""
+"""Task trainables: one file per task, each meeting the task contract (``tasks/contract.py``)."""
 from losses.registry import Registry
 
-from . import ranking, shortest_path
+from .contract import Task, check_task
 
-TASKS = Registry("task")
+TASKS = Registry("task", "newton_losses.tasks", check_task)
+
+from . import ranking, shortest_path  # noqa: E402 (they use the losses, which are registered first)
+
 TASKS.register("ranking")(ranking)
 TASKS.register("shortest_path")(shortest_path)
 
-__all__ = ["TASKS", "ranking", "shortest_path"]
+__all__ = ["TASKS", "Task", "check_task", "ranking", "shortest_path"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import random
 import time
@@ -18,13 +19,41 @@ class NonFiniteTrainingError(FloatingPointError):
 
 
 def resolve_config(config: dict[str, Any], defaults: dict[str, Any], task: str) -> dict[str, Any]:
-    """Fill defaults; an unknown key is an error naming the closest valid one."""
+    """Fill defaults. Valid keys are the task's ``defaults`` and the chosen loss's own parameters (its signature:
+    τ, β, σ, samples, ...; None means the loss's default), so a task routes whatever its loss declares. An
+    unknown key is an error naming the closest valid one."""
+    loss = config.get("loss", defaults.get("loss"))
+    own = LOSSES.parameters(loss) if loss is not None else {}
+    config = {k: v for k, v in config.items() if k in defaults or k in own or not _unset_loss_parameter(k, v)}
     for key in config:
-        if key not in defaults:
-            close = difflib.get_close_matches(key, list(defaults), n=1)
+        if key not in defaults and key not in own:
+            valid = list(defaults) + list(own)
+            close = difflib.get_close_matches(key, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise KeyError(f"task {task!r} has no config key {key!r}{hint} (valid: {', '.join(sorted(defaults))})")
-    return {**defaults, **config}
+            others = [name for name in LOSSES.names() if key in LOSSES.parameters(name)]
+            if others:
+                raise KeyError(f"loss {loss!r} takes no parameter {key!r}{hint} (it takes: {', '.join(own) or 'none'}; "
+                               f"{key!r} is a parameter of {', '.join(others)})")
+            raise KeyError(f"task {task!r} has no config key {key!r}{hint}, and loss {loss!r} takes no such parameter "
+                           f"(task keys: {', '.join(sorted(defaults))}; loss parameters: {', '.join(own) or 'none'})")
+    return {**defaults, **{key: None for key in own if key not in defaults}, **config}
+
+
+def _unset_loss_parameter(key: str, value: Any) -> bool:
+    """``key: None`` for another loss's parameter means "not set" (a grid over several loss families may share
+    ``params``); a key no loss takes is still an error."""
+    return value is None and any(key in LOSSES.parameters(name) for name in LOSSES.names())
+
+
+def loss_params(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The loss's own parameters that the resolved config sets (None: the loss's default)."""
+    return {key: cfg[key] for key in LOSSES.parameters(cfg["loss"]) if cfg.get(key) is not None}
+
+
+def describe_loss(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every parameter of its loss filled in (defaults where unset), as logged with the run."""
+    defaults = {k: v for k, v in LOSSES.parameters(cfg["loss"]).items() if v is not inspect.Parameter.empty}
+    return {**cfg, **defaults, **loss_params(cfg)}
 
 
 def check_positive(cfg: dict[str, Any], task: str, ints: tuple[str, ...], minimum: dict[str, int] | None = None) -> None:
@@ -37,10 +66,11 @@ def check_positive(cfg: dict[str, Any], task: str, ints: tuple[str, ...], minimu
         raise ValueError(f"{task}: lr must be a positive number, got {cfg['lr']!r}")
 
 
-def build_loss(cfg: dict[str, Any], kind: str, task: str, params: dict[str, Any]):
-    """The configured loss, checked to serve this task (its ``task_kind``) and to have the configured variant
-    (its ``variants``), λ checked for a Newton variant; each a one-line error naming the valid choices."""
-    name = cfg["loss"]
+def build_loss(cfg: dict[str, Any], kind: str, task: str):
+    """The configured loss, checked to serve this task (its ``task_kind``; a loss that declares none fits any
+    task) and to have the configured variant (its ``variants``), λ checked for a Newton variant; each a
+    one-line error naming the valid choices."""
+    name, params = cfg["loss"], loss_params(cfg)
     declared = getattr(LOSSES.get(name), "task_kind", None)  # an unknown name gets the registry's own error
     if declared is not None and declared != kind:
         own = [n for n in LOSSES.names() if getattr(LOSSES.get(n), "task_kind", None) in (kind, None)]

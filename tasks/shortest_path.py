@@ -14,10 +14,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from losses import LOSSES, make_objective
+from losses import make_objective
 from losses.grid_paths import solve_flat
 
-from .runtime import (Stopwatch, build_loss, check_positive, objective_gradient, pick_device, resolve_config, restore_rng_state,
+from .runtime import (Stopwatch, build_loss, check_positive, describe_loss, objective_gradient, pick_device, resolve_config, restore_rng_state,
                       rng_state, seed_everything)
 from .warcraft_data import ENV_VAR, cached_generated, load_warcraft
 from .warcraft_model import CombResnet18, channel_stats
@@ -27,13 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 70,           # Vlastelica et al.
     "lr": 1e-3,                 # paper: 1e-3 for stochastic smoothing, 1e-2 for PO / FY
     "seed": 0,
-    "loss": "ss_loss",
-    "sigma": None,              # noise scale (None: the loss's default, 0.1)
-    "samples": None,            # samples per estimate (paper: 3, 10, 30)
-    "norm": None,               # ss_algorithm, bellman_ford: "l1" or "l2" (squared L2)
-    "beta": None,               # bellman_ford: inverse temperature (paper: 10)
-    "n_iter": None,             # bellman_ford: relaxation and walk-back steps (paper: 18)
-    "loop": None,               # bellman_ford: "for" or "while"
+    "loss": "ss_loss",          # its own parameters are config keys too (None: the loss's default): sigma, samples
+                                # (paper: 3, 10, 30), norm ("l1" / "l2"), and bellman_ford's beta, n_iter, loop
     "variant": "baseline",
     "lam": None,
     "data_dir": None,           # real Warcraft folder; None: $NEWTON_WARCRAFT_DIR, else a generated set
@@ -42,17 +37,20 @@ DEFAULTS: dict[str, Any] = {
     "data_seed": 0,             # the generated set's seed
     "device": "auto",
 }
+LOSS_KIND = "shortest_path"
 REPORT_METRICS = ("test_match_path", "test_match_cost")
 METRICS = ("train_loss", "valid_match_path", "valid_match_cost", "valid_cost_ratio", "test_match_path",
            "test_match_cost", "test_cost_ratio", "time_total", "time_loss", "time_network", "time_data", "time_eval")
-LOSS_PARAMS = ("sigma", "samples", "norm", "beta", "n_iter", "loop")
+PERCENT_METRICS = ("valid_match_path", "valid_match_cost", "test_match_path", "test_match_cost")
+METRIC_LABELS = {"valid_match_path": "perfect paths (valid)", "valid_match_cost": "optimal-cost paths (valid)",
+                 "test_match_path": "perfect paths (test)", "test_match_cost": "optimal-cost paths (test)",
+                 "valid_cost_ratio": "path cost / optimum (valid)", "train_loss": "training loss"}
 
 Report = Callable[[dict[str, float], dict[str, Any]], None]
 
 
 def describe(config: dict[str, Any]) -> dict[str, Any]:
-    cfg = resolve_config(config, DEFAULTS, "shortest_path")
-    cfg.update({**LOSSES.parameters(cfg["loss"]), **_loss_params(cfg)})
+    cfg = describe_loss(resolve_config(config, DEFAULTS, "shortest_path"))
     folder = cfg["data_dir"] or _env_dir()
     cfg["data_source"] = (f"warcraft:{folder}" if folder else
                           f"generated:{cfg['train_size']}/{cfg['eval_size']}/{cfg['eval_size']}:seed{cfg['data_seed']}")
@@ -69,7 +67,7 @@ def total_steps(config: dict[str, Any]) -> int:
 
 def check(config: dict[str, Any]) -> None:
     cfg = resolve_config(config, DEFAULTS, "shortest_path")
-    build_loss(cfg, "shortest_path", "shortest_path", _loss_params(cfg))
+    build_loss(cfg, LOSS_KIND, "shortest_path")
     check_positive(cfg, "shortest_path", ("epochs", "batch_size", "train_size", "eval_size"))
 
 
@@ -86,7 +84,7 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     milestones = [round(0.6 * cfg["epochs"]), round(0.8 * cfg["epochs"])]
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    objective = make_objective(LOSSES.build(cfg["loss"], **_loss_params(cfg)), cfg["variant"], cfg["lam"])
+    objective = make_objective(build_loss(cfg, LOSS_KIND, "shortest_path"), cfg["variant"], cfg["lam"])
     generator = torch.Generator().manual_seed(cfg["seed"])
     epoch, step, timers = 0, 0, None
     if resume is not None:
@@ -164,6 +162,3 @@ def _load(cfg):
 def _env_dir():
     return os.environ.get(ENV_VAR) or None
 
-
-def _loss_params(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {key: cfg[key] for key in LOSS_PARAMS if cfg[key] is not None}

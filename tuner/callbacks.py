@@ -9,7 +9,6 @@ from .errors import TrackingError
 from .trainable import trial_config
 from .tracking import finish_trial_run
 
-SHOWN = ("loss", "variant", "lam", "tau", "beta", "n", "seed")
 TRACKING_FAILURES: list[TrackingError] = []  # this driver's; Tune wraps a callback's exception in a TuneError
 
 
@@ -42,8 +41,8 @@ class MlflowStatus(Callback):
 class TrialSummary(Callback):
     """``[done] grid 3/12 a1b2c_00002 loss=neuralsort variant=fisher lam=0.1 seed=0 | valid_elementwise=0.61 step=150 (41 s)``."""
 
-    def __init__(self, metric: str, phase: str, planned: int):
-        self.metric, self.phase, self.planned = metric, phase, planned
+    def __init__(self, metric: str, phase: str, planned: int, shown: list[str]):
+        self.metric, self.phase, self.planned, self.shown = metric, phase, planned, shown
         self.done = 0
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -55,7 +54,7 @@ class TrialSummary(Callback):
     def _line(self, what, trials, trial, error=None):
         self.done += 1
         config = trial_config(trial.config)
-        setting = " ".join(f"{k}={_fmt(config[k])}" for k in SHOWN if config.get(k) is not None)
+        setting = " ".join(f"{k}={_fmt(config[k])}" for k in self.shown if config.get(k) is not None)
         result = trial.last_result or {}
         value = result.get(self.metric)
         outcome = error or (f"{self.metric}={_fmt(value)} step={result.get('step')} "

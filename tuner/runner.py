@@ -23,14 +23,15 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from losses import LOSSES
 from tasks import TASKS
 
 from .callbacks import TRACKING_FAILURES, MlflowStatus, TrialSummary
 from .errors import ClusterUnreachableError, TrackingError, TunerError
-from .study import NAME, SearchParam, Study
+from .study import NAME, SearchParam, Study, check_study
 from .trainable import run_trial
-from .tracking import (close_orphans, prepare_experiment, probe_tracking, set_tags, sqlite_uri, start_parent_run,
-                       tracking_at, tracking_env)
+from .tracking import (close_orphans, describe_code, prepare_experiment, probe_tracking, set_tags, sqlite_uri,
+                       start_parent_run, tracking_at, tracking_env)
 
 STATE_FILE = "study.json"
 
@@ -76,7 +77,7 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
                               f"`tuner resume {study.name} --storage {folder.parent}`, or choose another --storage")
     if mlflow_uri:
         probe_tracking(mlflow_uri)
-    _init_ray(address)
+    _init_ray(address, user_code_dirs(study))
     check_resources_fit(study)
     uri = mlflow_uri or sqlite_uri(folder)
     check_tracking_fits_cluster(uri)
@@ -87,8 +88,8 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
             experiment_id = prepare_experiment(uri, study.name, folder / "artifacts")
             commit = git_commit()
             parent = start_parent_run(uri, experiment_id, f"{study.name} study", _study_params(study),
-                                      {"study": study.name, "git_commit": commit, "storage": str(folder)},
-                                      artifact=study.source)
+                                      {"study": study.name, "git_commit": commit, "storage": str(folder),
+                                       **code_tags(study)}, artifact=study.source)
         state = {"study": study.model_dump(mode="json"), "mlflow_uri": uri, "experiment_id": experiment_id,
                  "parent_run_id": parent, "git_commit": commit, "phases": {}, "failed": {}, "best": None}
         save_state(folder, state)
@@ -102,13 +103,36 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
 def resume_study(folder: Path, address: str | None = None) -> int:
     """Continue a study whose driver stopped: done phases are skipped, started ones restored."""
     state = load_state(folder)
+    study = Study(**state["study"])
+    check_study(study, folder / STATE_FILE)  # its task and losses still load here (user code may be gone)
     probe_tracking(state["mlflow_uri"])
-    _init_ray(address)
-    check_resources_fit(Study(**state["study"]))
+    _init_ray(address, user_code_dirs(study))
+    check_resources_fit(study)
     check_tracking_fits_cluster(state["mlflow_uri"])
     with tracking_at(state["mlflow_uri"], "tagging the study's parent run as resumed"):
         set_tags(state["mlflow_uri"], state["parent_run_id"], {"resumed": "true"})
     return _run_phases(folder, state)
+
+
+def plugins(study: Study) -> dict[str, dict[str, str]]:
+    """The study's names that resolve to user code, with their import paths: trials on workers resolve them the
+    same way, whether or not the user's package (and its entry points) is installed there."""
+    found = {"tasks": {study.task: TASKS.target(study.task)},
+             "losses": {name: LOSSES.target(name) for name in study.loss_names()}}
+    return {kind: {name: target for name, target in names.items() if target} for kind, names in found.items()}
+
+
+def user_code_dirs(study: Study) -> list[str]:
+    """Folders of the user's packages that the study names, shipped to every Ray worker (``py_modules``)."""
+    dirs = TASKS.user_code_dirs(study.task) + [d for name in study.loss_names() for d in LOSSES.user_code_dirs(name)]
+    return list(dict.fromkeys(dirs))
+
+
+def code_tags(study: Study) -> dict[str, str]:
+    """Which code the study's task and losses are, and which version, as MLflow tags."""
+    tags = {"code.task": describe_code(TASKS.source(study.task))}
+    tags.update({f"code.loss.{name}": describe_code(LOSSES.source(name)) for name in study.loss_names()})
+    return tags
 
 
 def check_tracking_fits_cluster(uri: str) -> None:
@@ -188,7 +212,7 @@ def _run_phases(folder: Path, state: dict[str, Any]) -> int:
 def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
     meta = {"task": study.task, "study": study.name, "phase": phase, "mlflow_uri": state["mlflow_uri"],
             "experiment_id": state["experiment_id"], "parent_run_id": state["parent_run_id"],
-            "git_commit": state["git_commit"]}
+            "git_commit": state["git_commit"], "plugins": plugins(study)}
     trainable = tune.with_resources(tune.with_parameters(run_trial, meta=meta),
                                     {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     path = folder / phase
@@ -226,7 +250,7 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
             name=phase, storage_path=str(folder), verbose=1,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TrialSummary(study.metric, phase, planned), MlflowStatus(meta)]),
+            callbacks=[TrialSummary(study.metric, phase, planned, study.shown_keys()), MlflowStatus(meta)]),
     )
     return tuner.fit()
 
@@ -256,7 +280,7 @@ def _study_params(study: Study) -> dict[str, Any]:
             "search_trials": study.search.trials if study.search else 0}
 
 
-def _init_ray(address: str | None) -> None:
+def _init_ray(address: str | None, py_modules: list[str] | None = None) -> None:
     # Save Tune's experiment state (trials and the Optuna searcher) on every controller step instead of
     # every >= 10 s: a trial suggested after the last save is forgotten if the driver is killed.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
@@ -264,7 +288,7 @@ def _init_ray(address: str | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return
-    runtime_env = {"env_vars": tracking_env()}
+    runtime_env = {"env_vars": tracking_env(), **({"py_modules": py_modules} if py_modules else {})}
     if not address:
         ray.init(include_dashboard=False, runtime_env=runtime_env)
         return

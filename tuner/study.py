@@ -182,6 +182,22 @@ class Study(_Frozen):
                         trials.append(trial)
         return trials
 
+    def shown_keys(self) -> list[str]:
+        """The keys that tell this study's trials apart (grid axes, searched and fixed search parameters), then
+        the seed: what the one-line trial summary shows."""
+        keys = [k for block in self.grid for k in block]
+        if self.search is not None:
+            keys += [*self.search.fixed, *self.search.space]
+        return list(dict.fromkeys([k for k in keys if k != "seed"] + ["seed"]))
+
+    def loss_names(self) -> list[str]:
+        """Every loss name the study's trials can use (params, grid, search), for resolving and shipping code."""
+        names = [self.params.get("loss")] + [v for block in self.grid for v in block.get("loss", ())]
+        if self.search is not None:
+            names.append(self.search.fixed.get("loss"))
+            names += list(self.search.space["loss"].corners()) if "loss" in self.search.space else []
+        return [n for n in dict.fromkeys(names) if isinstance(n, str)]
+
     def search_base(self) -> dict[str, Any]:
         """The fixed part of every searched trial's config."""
         assert self.search is not None
@@ -238,11 +254,20 @@ def _scaled(study: Study, scale: str, path: Path) -> Study:
     return Study(**raw)
 
 
+def load_task(name: str, study: str):
+    """The study's task, or a one-line ``StudyError`` (user code that is gone or broken since the run)."""
+    try:
+        return TASKS.get(name)
+    except (KeyError, ImportError, TypeError) as error:
+        raise StudyError(f"study {study!r}: task: {error.args[0]} (is the package that provides it installed here, "
+                         f"or on PYTHONPATH?)") from None
+
+
 def check_study(study: Study, path: str | Path) -> None:
     """Check the task and every config the study can produce against the task's ``check``."""
     try:
         task = TASKS.get(study.task)
-    except KeyError as error:
+    except (KeyError, ImportError, TypeError) as error:  # unknown name, user code that fails to import, contract
         raise StudyError(f"{path}: task: {error.args[0]}") from None
     if study.grid and not study.grid_trials():
         raise StudyError(f"{path}: grid: the grid is empty (a block has a key with no values)")
@@ -261,7 +286,7 @@ def check_study(study: Study, path: str | Path) -> None:
 def _check(task, config, path, where):
     try:
         task.check(config)
-    except (KeyError, TypeError, ValueError, FileNotFoundError) as error:
+    except (KeyError, TypeError, ValueError, FileNotFoundError, ImportError) as error:
         raise StudyError(f"{path}: {where}: {error.args[0] if error.args else error}") from None
 
 

@@ -62,6 +62,11 @@ def tracking_at(uri: str, doing: str):
         raise TrackingError(f"MLflow tracking at {uri} failed while {doing}: {first}") from error
 
 
+def describe_code(source: dict[str, str]) -> str:
+    """One tag value for where a task's or loss's code came from: origin | import path | distribution | file."""
+    return " | ".join(filter(None, [source["origin"], source["target"], source.get("distribution"), source["file"]]))
+
+
 def sqlite_uri(study_dir: Path) -> str:
     """The embedded default store: SQLite in the study's folder (absolute: Tune changes trial cwds)."""
     return f"sqlite:///{(Path(study_dir) / 'mlflow.db').resolve()}"

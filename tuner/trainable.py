@@ -11,11 +11,12 @@ import ray
 import torch
 from ray import tune
 
+from losses import LOSSES
 from tasks import TASKS
 from tasks.runtime import pick_device
 
 from .errors import TrackingError
-from .tracking import TrialRun
+from .tracking import TrialRun, describe_code
 
 STATE_FILE = "state.pt"
 
@@ -28,15 +29,19 @@ def trial_config(config: dict[str, Any]) -> dict[str, Any]:
 def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
     """Train one trial: reopen its MLflow run, resume from Tune's checkpoint if any, report each evaluation."""
     config = trial_config(config)
+    for registry, kind in ((TASKS, "tasks"), (LOSSES, "losses")):  # user code, by the driver's import paths
+        for name, target in meta.get("plugins", {}).get(kind, {}).items():
+            registry.alias(name, target)
     task = TASKS.get(meta["task"])
     context = tune.get_context()
     resolved = task.describe(config)
-    device = pick_device(resolved["device"])
-    tags = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    tags = {"device": _device_tag(resolved.get("device")),
             "ray_node": ray.get_runtime_context().get_node_id(),
             # the config exactly as the grid or the search gave it (params hold it resolved: a searched
             # `tau: null` is logged as the loss's default), so reports map values back to choices exactly
-            "trial_config": json.dumps(config, sort_keys=True, default=str)}
+            "trial_config": json.dumps(config, sort_keys=True, default=str),
+            "code.task": describe_code(TASKS.source(meta["task"])),
+            "code.loss": describe_code(LOSSES.source(resolved["loss"]))}
     run = TrialRun(meta, context.get_trial_id(), context.get_trial_name(), resolved, tags)
 
     def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
@@ -62,6 +67,14 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
                 run.finish("FAILED", f"{type(error).__name__}: {error}")
         raise
     run.finish("FINISHED")
+
+
+def _device_tag(device: str | None) -> str:
+    """The GPU model or "cpu" for a task with a ``device`` config key (optional in the task contract)."""
+    if device is None:
+        return "not declared by the task"
+    chosen = pick_device(device)
+    return torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else "cpu"
 
 
 def _load_checkpoint() -> dict[str, Any] | None:

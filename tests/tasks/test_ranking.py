@@ -69,7 +69,9 @@ def test_singular_newton_system_is_an_error_naming_step_and_variant():
 @pytest.mark.parametrize("config, error, message", [
     ({"lamda": 1.0}, KeyError, r"no config key 'lamda'; did you mean 'lam'\?"),
     ({"loss": "softsrot"}, KeyError, r"unknown loss 'softsrot'; did you mean 'softsort'\?"),
-    ({"loss": "softsort", "beta": 3.0}, TypeError, r"loss 'softsort' takes no parameter 'beta'"),
+    ({"loss": "softsort", "beta": 3.0}, KeyError, r"loss 'softsort' takes no parameter 'beta' \(it takes: tau; "
+                                                  r"'beta' is a parameter of bellman_ford, cauchy_dsn, logistic_dsn\)"),
+    ({"loss": "softsort", "tua": 3.0}, KeyError, r"task 'ranking' has no config key 'tua'; did you mean 'tau'\?"),
     ({"variant": "fisher", "lam": 0}, ValueError, r"lam .* must be a positive finite number, got 0"),
     ({"variant": "fisher"}, ValueError, r"got None"),
     ({"n": 1}, ValueError, r"n must be a positive integer >= 2"),

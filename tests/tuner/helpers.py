@@ -73,3 +73,14 @@ def mlflow_server(folder: Path):
                str((folder / "server-artifacts").resolve()), "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
     with serving(command, f"{url}/health"):
         yield url
+
+
+EXAMPLE = REPO / "examples" / "topk_lab"
+
+
+def install_example(target: Path) -> Path:
+    """pip-install the example user package (``examples/topk_lab``, with its entry points) into a private folder,
+    not into this environment: putting the folder on PYTHONPATH gives it to one process (the driver) alone."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(EXAMPLE)], check=True, capture_output=True)
+    return target

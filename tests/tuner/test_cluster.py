@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .helpers import free_port, mlflow_server, run_tuner, tiny_study
+from .helpers import EXAMPLE, free_port, install_example, mlflow_server, run_tuner, tiny_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -117,3 +117,30 @@ def test_wrong_address_is_a_quick_clear_error(tmp_path):
     assert result.returncode == 2
     assert "tuner: error: no Ray cluster answers at 127.0.0.1:" in result.stderr and "ray start --head" in result.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_a_user_package_runs_on_workers_that_lack_it(tmp_path, two_node_cluster):
+    """The example package (examples/topk_lab) is installed for the driver alone (its PYTHONPATH); neither node of
+    the cluster can import it (checked first). ``tuner run --address`` ships it to the workers (Ray's
+    ``py_modules``) and resolves its entry points to import paths for them: every trial runs and lands in MLflow."""
+    address, env = two_node_cluster
+    site = install_example(tmp_path / "site")
+    probe = (f"import ray, importlib.util; ray.init(address={address!r}, logging_level='ERROR')\n"
+             "import time\n@ray.remote(num_cpus=1, scheduling_strategy='SPREAD')\ndef where():\n"
+             "    time.sleep(1)\n"
+             "    return ray.get_runtime_context().get_node_id(), importlib.util.find_spec('topk_lab') is not None\n"
+             "print(sorted(set(ray.get([where.remote() for _ in range(8)]))))")
+    seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert seen.returncode == 0, seen.stderr[-2000:]
+    found = eval(seen.stdout.strip().splitlines()[-1])
+    assert len({node for node, _ in found}) == 2 and not any(has for _, has in found), found
+    driver_env = {**env, "PYTHONPATH": str(site)}
+    with mlflow_server(tmp_path) as url:
+        result = run_tuner("run", EXAMPLE / "studies" / "topk.yaml", "--scale", "smoke", "--storage",
+                           tmp_path / "shared", "--address", address, "--mlflow-uri", url, env=driver_env, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        state = json.loads((tmp_path / "shared" / "topk_digits-smoke" / "study.json").read_text())
+        runs = MlflowClient(url).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+        assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+        assert len({r.data.tags["ray_node"] for r in runs}) == 2
+        assert all(r.data.tags["code.loss"].startswith("entry point | topk_lab.loss:DiffSortTopKLoss") for r in runs)

@@ -45,7 +45,7 @@ def test_welch_when_seeds_do_not_match():
 def test_results_table_marks_significance_and_formats_like_the_paper():
     table = results_table(trials(BASE + FISHER), ["test_exact"])
     assert list(table["variant"]) == ["baseline", "fisher"]
-    cells = formatted(table, ["test_exact"])
+    cells = formatted(table, ["test_exact"], ("test_exact",))
     assert cells.loc[cells.variant == "baseline", "test_exact"].iloc[0] == "60.00 ± 10.00"
     assert cells.loc[cells.variant == "fisher", "test_exact"].iloc[0] == "76.67 ± 15.28 *"
     assert cells.loc[cells.variant == "fisher", "test_exact p"].iloc[0] == "0.0377"  # p = 0.037749...
@@ -104,7 +104,7 @@ def test_equal_paired_differences_are_no_significance():
     t = trials(base + newton)
     result = compare(t[t.param_variant == "hessian"], t[t.param_variant == "baseline"], "test_exact")
     assert result["test"].startswith("paired t (undefined") and math.isnan(result["p"]) and math.isnan(result["d"])
-    cells = formatted(results_table(t, ["test_exact"]), ["test_exact"])
+    cells = formatted(results_table(t, ["test_exact"]), ["test_exact"], ("test_exact",))
     assert cells.loc[cells.variant == "hessian", "test_exact"].iloc[0] == "1.50 ± 0.71"  # no "*"
     constant = trials(base[:1] + [("ss", "baseline", None, 2, 0.02, 1, 1, 1, 1, 1)] +
                       [("ss", "hessian", 1.0, s, 0.05, 1, 1, 1, 1, 1) for s in (3, 4)])
@@ -144,10 +144,10 @@ def test_stars_follow_the_holm_adjusted_p():
     fisher = table[table.variant == "fisher"]
     assert fisher["test_exact_p"].to_numpy() == pytest.approx([0.037750] * 50, abs=1e-5)
     assert (fisher["test_exact_p_holm"] == 1.0).all()
-    cells = formatted(table, ["test_exact"])
+    cells = formatted(table, ["test_exact"], ("test_exact",))
     assert not cells["test_exact"].str.endswith("*").any()
     assert set(cells.loc[cells.variant == "fisher", "test_exact p (Holm)"]) == {"1"}
-    single = formatted(results_table(trials(BASE + FISHER), ["test_exact"]), ["test_exact"])
+    single = formatted(results_table(trials(BASE + FISHER), ["test_exact"]), ["test_exact"], ("test_exact",))
     assert single.loc[single.variant == "fisher", "test_exact"].iloc[0].endswith(" *")
 
 
@@ -204,3 +204,10 @@ def test_report_figures_leave_the_process_warning_filters_alone(tmp_path):
     assert warnings.filters == before
     with pytest.warns(RuntimeWarning):
         np.nanmean(np.array([np.nan]))
+
+
+def test_only_the_tasks_percent_metrics_are_scaled():
+    """A task's PERCENT_METRICS are shown x100; any other metric (a user's MSE, say) as it is."""
+    table = results_table(trials(BASE + FISHER), ["test_exact"])
+    assert formatted(table, ["test_exact"]).loc[0, "test_exact"] == "0.60 ± 0.10"
+    assert formatted(table, ["test_exact"], ("test_exact",)).loc[0, "test_exact"] == "60.00 ± 10.00"

@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from tasks import TASKS
+from tasks.contract import labels, percent_metrics
 
 from ..errors import ReportError
 from ..export import study_tables
 from ..runner import load_state
 from ..tracking import tracking_at
-from ..study import Study
+from ..study import Study, load_task
 from .newton_system import newton_system_table
 from .plots import curves, lambda_ablation
 from .runtime import runtime_table
@@ -31,33 +31,35 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         raise ReportError(f"study {study.name!r} has no finished trial to report on yet")
     out = Path(out) if out is not None else folder / "report"
     out.mkdir(parents=True, exist_ok=True)
-    metrics = list(TASKS.get(study.task).REPORT_METRICS)
+    task = load_task(study.task, study.name)
+    metrics, percent, label = list(task.REPORT_METRICS), percent_metrics(task), labels(task).get(study.metric)
     title = f"study {study.name}: {budget(trials)}"
     compared = trials[trials["phase"] != "search"] if (trials["phase"] != "search").any() else trials
 
     table = results_table(compared, metrics)
     table.to_csv(out / "results.csv", index=False)
-    pretty = formatted(table, metrics)
+    pretty = formatted(table, metrics, percent)
     runtime = runtime_table(compared)
     runtime.to_csv(out / "runtime.csv", index=False)
     system = newton_system_table(compared, history)
     if not system.empty:
         system.to_csv(out / "newton_system.csv", index=False)
     pretty.to_latex(out / "results.tex", index=False, escape=True,
-                    caption=f"{title}: mean ± std over seeds (×100); * Holm-adjusted p < 0.05 against the baseline "
-                            f"(family: all tests of that metric in this table)")
+                    caption=f"{title}: mean ± std over seeds{_scaled(metrics, percent)}; * Holm-adjusted p < 0.05 "
+                            f"against the baseline (family: all tests of that metric in this table)")
     figures = []
-    if lambda_ablation(compared, study.metric, title, out / "lambda_ablation.png"):
+    if lambda_ablation(compared, study.metric, title, out / "lambda_ablation.png", label):
         figures.append("lambda_ablation.png")
     for x, name in (("step", "curves_steps.png"), ("time_total", "curves_time.png")):
-        curves(compared, history, study.metric, study.mode, x, title, out / name)
+        curves(compared, history, study.metric, study.mode, x, title, out / name, label)
         figures.append(name)
     search = None
     if study.search is not None and (trials["phase"] == "search").any():
         search = search_figures(rebuild_study(trials, study), title, out)
         figures += [f for f in ("search_history.png", "search_importances.png") if (out / f).exists()]
         (out / "search.json").write_text(json.dumps(search, indent=2, default=str))
-    (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state))
+    (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state,
+                                             _scaled(metrics, percent)))
     with tracking_at(state["mlflow_uri"], "attaching the report to the study's parent run"):
         MlflowClient(state["mlflow_uri"]).log_artifacts(state["parent_run_id"], str(out), artifact_path="report")
     return out
@@ -81,11 +83,16 @@ def budget(trials: pd.DataFrame) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _markdown(study, title, pretty, runtime, system, figures, search, state) -> str:
+def _scaled(metrics: list[str], percent: tuple[str, ...]) -> str:
+    shown = [m for m in metrics if m in percent]
+    return "" if not shown else (", ×100" if len(shown) == len(metrics) else f"; {', '.join(shown)} ×100")
+
+
+def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled) -> str:
     lines = [f"# Report: {title}", "", study.description, "",
              f"Metric optimised: `{study.metric}` ({study.mode}). MLflow: `{state['mlflow_uri']}`, "
              f"experiment {state['experiment_id']}, parent run {state['parent_run_id']}.", "",
-             "## Results (final values, mean ± std over seeds, ×100)", "",
+             f"## Results (final values, mean ± std over seeds{scaled})", "",
              "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
              "(Welch's t-test when seeds differ); raw p, Holm-adjusted p over all tests of that metric in this "
              "table (the family-wise error rate), Cohen's d; `*` marks Holm-adjusted p < 0.05.", "",

@@ -16,9 +16,6 @@ from scipy import stats  # noqa: E402
 from .stats import by_setting, setting_columns  # noqa: E402
 
 COLORS = {"baseline": "tab:gray", "hessian": "tab:blue", "fisher": "tab:orange"}
-LABELS = {"valid_elementwise": "element-wise rank accuracy (valid)", "valid_exact": "exact-match accuracy (valid)",
-          "test_elementwise": "element-wise rank accuracy (test)", "test_exact": "exact-match accuracy (test)",
-          "train_loss": "training loss"}
 
 
 def _setting_groups(trials: pd.DataFrame):
@@ -32,7 +29,7 @@ def _lambdas_per_variant(group: pd.DataFrame) -> int:
     return 0 if newton.empty else int(newton.groupby("param_variant")["param_lam"].nunique().max())
 
 
-def lambda_ablation(trials: pd.DataFrame, metric: str, title: str, path: Path) -> bool:
+def lambda_ablation(trials: pd.DataFrame, metric: str, title: str, path: Path, label: str | None = None) -> bool:
     """Metric against λ (log axis): one faint line per seed, the seed mean bold, the baseline as a mean ± std band.
 
     Returns False (and writes nothing) when no setting ran a variant at two or more λ values (Table 2's one λ
@@ -61,7 +58,7 @@ def lambda_ablation(trials: pd.DataFrame, metric: str, title: str, path: Path) -
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel(LABELS.get(metric, metric))
+    axes[0][0].set_ylabel(label or metric)
     fig.suptitle(f"λ ablation: final {metric}\n{title}", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -70,7 +67,7 @@ def lambda_ablation(trials: pd.DataFrame, metric: str, title: str, path: Path) -
 
 
 def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, mode: str, x: str, title: str,
-           path: Path) -> None:
+           path: Path, label: str | None = None) -> None:
     """Metric over steps (``x="step"``) or wall time (``x="time_total"``): mean and 95 % CI over seeds.
 
     Per setting and variant, the λ with the best final mean (highest for ``mode="max"``, lowest for "min") is
@@ -103,7 +100,7 @@ def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, mode: str, 
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel(LABELS.get(metric, metric))
+    axes[0][0].set_ylabel(label or metric)
     fig.suptitle(f"{metric} over {'steps' if x == 'step' else 'wall time'} (mean and 95 % CI over seeds)\n{title}",
                  fontsize=11)
     fig.tight_layout()

@@ -106,13 +106,13 @@ def results_table(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return table.assign(_order=table["variant"].map(order)).sort_values(sort_keys).drop(columns="_order")
 
 
-def formatted(table: pd.DataFrame, metrics: list[str], percent: bool = True) -> pd.DataFrame:
-    """Human-readable cells: ``83.31 ± 1.70 *`` (×100 for accuracies; ``*``: Holm-adjusted p < 0.05), raw and
-    adjusted p-values and effect sizes."""
-    scale = 100 if percent else 1
+def formatted(table: pd.DataFrame, metrics: list[str], percent: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Human-readable cells: ``83.31 ± 1.70 *`` (×100 for the metrics in ``percent``, the task's
+    ``PERCENT_METRICS``; ``*``: Holm-adjusted p < 0.05), raw and adjusted p-values and effect sizes."""
     out = table[[c for c in table.columns if not any(c.startswith(m) for m in metrics)]].copy()
     out["lam"] = out["lam"].map(lambda v: "" if pd.isna(v) else f"{v:g}")
     for metric in metrics:
+        scale = 100 if metric in percent else 1
         mark = table.get(f"{metric}_p_holm", pd.Series(np.nan, index=table.index)).map(lambda p: " *" if p < 0.05 else "")
         out[metric] = [f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}") + k
                        for m, s, k in zip(table[f"{metric}_mean"], table[f"{metric}_std"], mark)]
