@@ -67,6 +67,7 @@ def _trial_row(run) -> dict:
            "run_id": info.run_id, "run_name": info.run_name, "status": info.status, "error": tags.get("error"),
            "device": tags.get("device"), "git_commit": tags.get("git_commit"), "trial_config": tags.get("trial_config"),
            "start_time": _time(info.start_time), "end_time": _time(info.end_time)}
+    row.update({k.replace(".", "_"): v for k, v in tags.items() if k.startswith("env.")})
     row.update({f"param_{k}": v for k, v in run.data.params.items()})
     row.update({f"final_{k}": v for k, v in run.data.metrics.items()})
     return row

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from losses import LOSSES
 from tasks import TASKS
 
 from .callbacks import TRACKING_FAILURES, MlflowStatus, TrialSummary
+from .environment import git_state
 from .errors import ClusterUnreachableError, TrackingError, TunerError
 from .study import NAME, SearchParam, Study, check_study
 from .trainable import run_trial
@@ -86,12 +86,12 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
         folder.mkdir(parents=True, exist_ok=True)
         with tracking_at(uri, f"creating the experiment of study {study.name!r}"):
             experiment_id = prepare_experiment(uri, study.name, folder / "artifacts")
-            commit = git_commit()
+            git = git_state(Path(__file__).resolve().parent)
             parent = start_parent_run(uri, experiment_id, f"{study.name} study", _study_params(study),
-                                      {"study": study.name, "git_commit": commit, "storage": str(folder),
-                                       **code_tags(study)}, artifact=study.source)
+                                      {"study": study.name, **git, "storage": str(folder), **code_tags(study)},
+                                      artifact=study.source)
         state = {"study": study.model_dump(mode="json"), "mlflow_uri": uri, "experiment_id": experiment_id,
-                 "parent_run_id": parent, "git_commit": commit, "phases": {}, "failed": {}, "best": None}
+                 "parent_run_id": parent, **git, "phases": {}, "failed": {}, "best": None}
         save_state(folder, state)
     except BaseException:
         if created:  # nothing half-written: the folder goes with the failed setup
@@ -212,7 +212,8 @@ def _run_phases(folder: Path, state: dict[str, Any]) -> int:
 def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
     meta = {"task": study.task, "study": study.name, "phase": phase, "mlflow_uri": state["mlflow_uri"],
             "experiment_id": state["experiment_id"], "parent_run_id": state["parent_run_id"],
-            "git_commit": state["git_commit"], "plugins": plugins(study)}
+            "git_commit": state["git_commit"], "git_dirty": state.get("git_dirty", "unknown"),
+            "plugins": plugins(study)}
     trainable = tune.with_resources(tune.with_parameters(run_trial, meta=meta),
                                     {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     path = folder / phase
@@ -311,11 +312,3 @@ def _probe(address: str) -> None:
     except OSError as error:
         raise ClusterUnreachableError(f"no Ray cluster answers at {address} ({error.strerror or error}); start one with "
                               f"`ray start --head --port=PORT` or check --address / RAY_ADDRESS") from None
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"

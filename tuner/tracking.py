@@ -113,7 +113,8 @@ class TrialRun:
         if existing is None:
             run = self.client.create_run(meta["experiment_id"], run_name=trial_name, tags={
                 PARENT_TAG: meta["parent_run_id"], "study": meta["study"], "phase": meta["phase"],
-                "trial_id": trial_id, "git_commit": meta["git_commit"], "role": "trial", **tags})
+                "trial_id": trial_id, "git_commit": meta["git_commit"], "git_dirty": meta.get("git_dirty", "unknown"),
+                "role": "trial", **tags})
             self.run_id = run.info.run_id
             _log_params(self.client, self.run_id, params)
             self.last_step = -1
@@ -122,7 +123,12 @@ class TrialRun:
             self.run_id = existing.info.run_id
             self.previous_status = existing.info.status
             self.client.update_run(self.run_id, status="RUNNING")
-            self.client.set_tag(self.run_id, "resumed", "true")
+            # a retry or a resume may run on another node (a lost one's trial continues elsewhere)
+            nodes = existing.data.tags.get("ray_nodes", existing.data.tags.get("ray_node", ""))
+            moved = {"resumed": "true", **tags}
+            if tags.get("ray_node") and tags["ray_node"] not in nodes.split(","):
+                moved["ray_nodes"] = ",".join(filter(None, [nodes, tags["ray_node"]]))
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in moved.items()])
             self.last_step = self._last_logged_step()
 
     def log(self, metrics: dict[str, float]) -> None:

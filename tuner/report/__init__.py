@@ -15,6 +15,7 @@ from ..export import study_tables
 from ..runner import load_state
 from ..tracking import tracking_at
 from ..study import Study, load_task
+from .consistency import mixed_environments
 from .newton_system import newton_system_table
 from .plots import curves, lambda_ablation
 from .runtime import runtime_table
@@ -36,6 +37,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     title = f"study {study.name}: {budget(trials)}"
     compared = trials[trials["phase"] != "search"] if (trials["phase"] != "search").any() else trials
 
+    warnings = mixed_environments(compared)
     table = results_table(compared, metrics)
     table.to_csv(out / "results.csv", index=False)
     pretty = formatted(table, metrics, percent)
@@ -59,7 +61,9 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         figures += [f for f in ("search_history.png", "search_importances.png") if (out / f).exists()]
         (out / "search.json").write_text(json.dumps(search, indent=2, default=str))
     (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state,
-                                             _scaled(metrics, percent)))
+                                             _scaled(metrics, percent), warnings))
+    for line in warnings:
+        print(f"tuner: warning: {line}", flush=True)
     with tracking_at(state["mlflow_uri"], "attaching the report to the study's parent run"):
         MlflowClient(state["mlflow_uri"]).log_artifacts(state["parent_run_id"], str(out), artifact_path="report")
     return out
@@ -88,16 +92,18 @@ def _scaled(metrics: list[str], percent: tuple[str, ...]) -> str:
     return "" if not shown else (", ×100" if len(shown) == len(metrics) else f"; {', '.join(shown)} ×100")
 
 
-def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled) -> str:
-    lines = [f"# Report: {title}", "", study.description, "",
-             f"Metric optimised: `{study.metric}` ({study.mode}). MLflow: `{state['mlflow_uri']}`, "
-             f"experiment {state['experiment_id']}, parent run {state['parent_run_id']}.", "",
-             f"## Results (final values, mean ± std over seeds{scaled})", "",
-             "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
-             "(Welch's t-test when seeds differ); raw p, Holm-adjusted p over all tests of that metric in this "
-             "table (the family-wise error rate), Cohen's d; `*` marks Holm-adjusted p < 0.05.", "",
-             markdown_table(pretty), "", "## Runtime (seconds, mean over seeds)", "",
-             markdown_table(runtime.round(3)), ""]
+def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled, warnings) -> str:
+    lines = [f"# Report: {title}", "", study.description, ""]
+    if warnings:
+        lines += ["**Warning: the compared trials did not all run alike.**", ""] + [f"- {w}" for w in warnings] + [""]
+    lines += [f"Metric optimised: `{study.metric}` ({study.mode}). MLflow: `{state['mlflow_uri']}`, "
+              f"experiment {state['experiment_id']}, parent run {state['parent_run_id']}.", "",
+              f"## Results (final values, mean ± std over seeds{scaled})", "",
+              "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
+              "(Welch's t-test when seeds differ); raw p, Holm-adjusted p over all tests of that metric in this "
+              "table (the family-wise error rate), Cohen's d; `*` marks Holm-adjusted p < 0.05.", "",
+              markdown_table(pretty), "", "## Runtime (seconds, mean over seeds)", "",
+              markdown_table(runtime.round(3)), ""]
     if not system.empty:
         lines += ["## Newton system of the Hessian variant", "",
                   "Smallest eigenvalue of M + λI in any logged interval, and the mean share of steps where it was "

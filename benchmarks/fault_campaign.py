@@ -1,0 +1,153 @@
+"""Fault campaign: SIGKILL the driver's process group K times at random moments, ``tuner resume`` after each, and
+count what the study looks like at the end (issue 12).
+
+The study: a grid (3 settings x 2 seeds), an Optuna search (4 trials) and its replication (2 seeds), of short
+ranking trials (STEPS steps, an evaluation every EVAL steps). Each kill lands uniformly at random between
+``--min-wait`` and ``--max-wait`` seconds after the driver started; after the K-th kill, ``tuner resume`` runs to
+the end. Counted from the MLflow store and the machine:
+
+- trials planned vs finished, per phase; duplicated runs (one phase + trial id twice); runs left RUNNING or
+  FAILED; orphaned runs (a trial the killed driver had started but Tune had not saved: closed as KILLED, tagged,
+  and replaced by the restored search);
+- metric histories with a missing or a repeated evaluation step;
+- Ray processes left on the machine after the campaign (raylet, gcs_server, ray:: workers).
+
+    python benchmarks/fault_campaign.py [--kills 10] [--seed 0] [--out DIR]
+
+Prints a Markdown table and writes ``campaign.json``. Exit code 1 when anything is off, so a test can run a short
+version (``--kills 2``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+STEPS, EVAL = 200, 20
+PLANNED = {"grid": 6, "search": 4, "replicate": 2}
+TUNER = str(Path(sys.executable).parent / "tuner")
+
+
+def study_file(folder: Path) -> Path:
+    study = {
+        "name": "campaign", "task": "ranking", "metric": "valid_elementwise", "mode": "max",
+        "params": {"n": 3, "loss": "neuralsort", "steps": STEPS, "batch_size": 4, "eval_every": EVAL, "eval_sets": 6},
+        "grid": [{"variant": ["baseline"]}, {"variant": ["fisher", "hessian"], "lam": [0.1]}],
+        "seeds": [0, 1],
+        "search": {"trials": PLANNED["search"], "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
+                   "sampler_seed": 0, "replicate": True},
+        "resources": {"cpu": 1}, "max_concurrent": 2, "max_failures": 1,
+    }
+    path = folder / "campaign.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def ray_processes() -> list[str]:
+    """Ray's processes on this machine (raylet, GCS, workers, dashboard), as ``ps`` shows them."""
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
+    marks = ("raylet", "gcs_server", "ray::", "ray/dashboard", "log_monitor.py", "monitor.py --logs-dir")
+    return [line.strip() for line in listing if any(mark in line for mark in marks)]
+
+
+def run_campaign(kills: int, seed: int, folder: Path, min_wait: float, max_wait: float) -> dict:
+    rng = random.Random(seed)
+    path, store = study_file(folder), folder / "store"
+    before = set(ray_processes())
+    log = []
+    for attempt in range(kills + 1):
+        command = [TUNER, "run", str(path)] if attempt == 0 else [TUNER, "resume", "campaign"]
+        driver = subprocess.Popen([*command, "--storage", str(store)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        if attempt < kills:
+            wait = rng.uniform(min_wait, max_wait)
+            try:
+                driver.wait(timeout=wait)
+                log.append({"attempt": attempt, "killed": False, "exit": driver.returncode, "after_s": wait})
+                if driver.returncode == 0:
+                    break  # the study finished before this kill
+                continue
+            except subprocess.TimeoutExpired:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait()
+                log.append({"attempt": attempt, "killed": True, "after_s": round(wait, 1)})
+        else:
+            _, err = driver.communicate(timeout=1800)
+            log.append({"attempt": attempt, "killed": False, "exit": driver.returncode,
+                        "stderr": err.strip().splitlines()[-1:] if driver.returncode else []})
+    time.sleep(5)  # let Ray's processes of the last driver exit
+    counts = count(store)
+    counts["kills"] = sum(entry["killed"] for entry in log)
+    counts["ray_processes_left"] = len(set(ray_processes()) - before)
+    counts["log"] = log
+    return counts
+
+
+def count(store: Path) -> dict:
+    state = json.loads((store / "campaign" / "study.json").read_text())
+    client = MlflowClient(state["mlflow_uri"])
+    runs = client.search_runs([state["experiment_id"]], "tags.role = 'trial'", max_results=1000)
+    keys = Counter((r.data.tags["phase"], r.data.tags["trial_id"]) for r in runs)
+    finished = Counter(r.data.tags["phase"] for r in runs if r.info.status == "FINISHED")
+    expected = list(range(EVAL, STEPS + 1, EVAL))
+    bad_history = 0
+    for run in runs:
+        if run.info.status != "FINISHED":
+            continue
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid_elementwise")]
+        bad_history += sorted(steps) != expected
+    return {"planned": PLANNED, "finished": dict(finished), "runs": len(runs),
+            "duplicated_runs": sum(n - 1 for n in keys.values() if n > 1),
+            "runs_left_running": sum(r.info.status == "RUNNING" for r in runs),
+            "runs_failed": sum(r.info.status == "FAILED" for r in runs),
+            "orphaned_runs": sum("orphaned" in r.data.tags for r in runs),
+            "histories_with_missing_or_repeated_steps": bad_history,
+            "phases_done": state["phases"], "study_failed_trials": state.get("failed")}
+
+
+def healthy(counts: dict) -> bool:
+    return (counts["finished"] == counts["planned"] and counts["duplicated_runs"] == 0
+            and counts["runs_left_running"] == 0 and counts["runs_failed"] == 0
+            and counts["histories_with_missing_or_repeated_steps"] == 0
+            and counts["ray_processes_left"] == 0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-wait", type=float, default=8.0, help="earliest kill, seconds after a driver starts")
+    parser.add_argument("--max-wait", type=float, default=40.0, help="latest kill, seconds after a driver starts")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the study and campaign.json")
+    args = parser.parse_args()
+    folder = args.out or Path(tempfile.mkdtemp(prefix="fault-campaign-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    counts = run_campaign(args.kills, args.seed, folder, args.min_wait, args.max_wait)
+    counts["wall_s"] = round(time.time() - started)
+    (folder / "campaign.json").write_text(json.dumps(counts, indent=2))
+    print("| kills | trials planned | trials finished | duplicated runs | runs left RUNNING | runs FAILED | orphaned "
+          "runs (KILLED, replaced) | histories with a missing/repeated step | Ray processes left | wall time |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {counts['kills']} | {sum(PLANNED.values())} | {sum(counts['finished'].values())} | "
+          f"{counts['duplicated_runs']} | {counts['runs_left_running']} | {counts['runs_failed']} | "
+          f"{counts['orphaned_runs']} | "
+          f"{counts['histories_with_missing_or_repeated_steps']} | {counts['ray_processes_left']} | "
+          f"{counts['wall_s']} s |")
+    print(f"details: {folder / 'campaign.json'}")
+    return 0 if healthy(counts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

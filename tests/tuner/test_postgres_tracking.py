@@ -1,0 +1,66 @@
+"""The cluster tracking recipe: ``mlflow server`` on a real PostgreSQL database (started by the test), with many
+trials writing at once: nothing lost, one run per trial, and export and report read it back."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from .helpers import TINY_PARAMS, free_port, run_tuner, serving, tiny_study
+from .postgres import postgres_bin, postgres_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    if postgres_bin() is None:
+        pytest.fail("this test needs Debian's postgresql package (installed by .ci/run)")
+    with postgres_server() as database:
+        url = f"http://127.0.0.1:{free_port()}"
+        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", database,
+                   "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
+                   "--port", url.rsplit(":", 1)[1], "--workers", "2"]
+        with serving(command, f"{url}/health"):
+            yield url, database
+
+
+def test_eight_concurrent_trials_log_everything_once_to_postgres(tmp_path, tracking_server):
+    url, database = tracking_server
+    params = {**TINY_PARAMS, "steps": 60, "eval_every": 5}
+    path = tiny_study(tmp_path, name="pg", params=params, seeds=[0, 1, 2, 3],
+                      grid=[{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1]}],
+                      resources={"cpu": 0.25}, max_concurrent=8)
+    result = run_tuner("run", path, "--storage", tmp_path / "store", "--mlflow-uri", url, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((tmp_path / "store" / "pg" / "study.json").read_text())
+    assert state["mlflow_uri"] == url
+    client = MlflowClient(url)
+    runs = client.search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    assert len(runs) == 8 and len({r.data.tags["trial_id"] for r in runs}) == 8
+    assert all(r.info.status == "FINISHED" for r in runs)
+    starts = sorted(r.info.start_time for r in runs)
+    ends = sorted(r.info.end_time for r in runs)
+    assert starts[-1] < ends[0], "the 8 trials did not all run at once"
+
+    # every metric point, counted in the database itself
+    query = ("select r.run_uuid, count(*) from metrics m join runs r on r.run_uuid = m.run_uuid "
+             f"where r.experiment_id = {state['experiment_id']} and m.key = 'valid_elementwise' group by r.run_uuid")
+    rows = subprocess.run(["psql", database, "-At", "-c", query], capture_output=True, text=True, check=True).stdout
+    per_run = dict(line.split("|") for line in rows.strip().splitlines())
+    trial_ids = {r.info.run_id for r in runs}
+    assert set(per_run) == trial_ids and set(per_run.values()) == {"12"}  # steps 5, 10, ..., 60: none lost or twice
+
+    exported = run_tuner("export", "pg", "--storage", tmp_path / "store", "--out", tmp_path / "export")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    history = pd.read_parquet(tmp_path / "export" / "history.parquet")
+    points = history[history.metric == "valid_elementwise"].groupby("run_id").step.apply(sorted)
+    assert len(points) == 8 and all(p == list(range(5, 61, 5)) for p in points)
+    metrics_per_run = history.groupby("run_id").metric.nunique()
+    assert (metrics_per_run == metrics_per_run.max()).all() and metrics_per_run.max() >= 10
+    reported = run_tuner("report", "pg", "--storage", tmp_path / "store")
+    assert reported.returncode == 0, reported.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "store" / "pg" / "report" / "results.csv")
+    assert list(table["seeds"]) == [4, 4]
