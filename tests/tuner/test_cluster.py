@@ -1,4 +1,5 @@
 """A two-node local Ray cluster (``ray start --head`` + ``ray start --address``) runs a study via ``--address``."""
+import contextlib
 import json
 import os
 import shutil
@@ -14,41 +15,54 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .helpers import EXAMPLE, free_port, install_example, mlflow_server, run_tuner, tiny_study
+from .helpers import EXAMPLE, TINY_PARAMS, TUNER, free_port, install_example, mlflow_server, run_tuner, tiny_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-@pytest.fixture
-def two_node_cluster(tmp_path):
-    """Head and worker, one CPU each, with Ray's default token authentication on every process.
+@contextlib.contextmanager
+def local_cluster(head_cpus: int, workers: list[str]):
+    """A head (``head_cpus`` CPUs) and one one-CPU worker per name in ``workers``, each worker also offering a
+    custom resource of its name (so a test knows which node is which), with Ray's default token authentication.
 
-    Both run as foreground ``ray start --block`` processes in their own process groups, so teardown stops
-    exactly this cluster (``ray stop`` would stop every Ray instance on the machine, a running study's too).
+    Every node runs as a foreground ``ray start --block`` process in its own process group, so a test can kill
+    exactly one node, and teardown stops exactly this cluster (``ray stop`` would stop every Ray instance on the
+    machine, a running study's too). Yields (address, env, {name: (process, node id)}).
     """
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     port = free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
-    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    common = ["--disable-usage-stats", "--block"]
     nodes = []
     try:
         nodes.append(subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                                       f"--temp-dir={temp}", *common], env=env, start_new_session=True,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for_port(port)  # the head's GCS listens (ray.init against a closed port hangs)
-        nodes.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env,
+                                       f"--temp-dir={temp}", f"--num-cpus={head_cpus}", *common], env=env,
                                       start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for_nodes(f"127.0.0.1:{port}", 2, env)
-        yield f"127.0.0.1:{port}", env
+        wait_for_port(port)  # the head's GCS listens (ray.init against a closed port hangs)
+        address, ids = f"127.0.0.1:{port}", {}
+        for count, name in enumerate(workers, start=2):  # one at a time: workers joining at once can clash here
+            nodes.append(subprocess.Popen([RAY, "start", f"--address={address}", "--num-cpus=1",
+                                           f"--resources={json.dumps({name: 1})}", *common], env=env,
+                                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            ids = wait_for_nodes(address, count, env)
+        yield address, env, {name: (process, ids[name]) for name, process in zip(workers, nodes[1:])}
     finally:
         for node in reversed(nodes):
-            os.killpg(node.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGTERM)
             try:
                 node.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(node.pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def two_node_cluster():
+    """Head and worker, one CPU each."""
+    with local_cluster(1, ["worker"]) as (address, env, _):
+        yield address, env
 
 
 def wait_for_port(port: int, timeout: float = 120) -> None:
@@ -62,14 +76,19 @@ def wait_for_port(port: int, timeout: float = 120) -> None:
     raise RuntimeError(f"nothing listens on port {port}: the Ray head did not start")
 
 
-def wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120) -> None:
-    probe = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
-             "print(sum(n['Alive'] for n in ray.nodes()))")
+def wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120) -> dict[str, str]:
+    """Wait until ``count`` nodes are alive; return {custom resource name: node id} of the nodes that have one."""
+    probe = (f"import json, ray; ray.init(address={address!r}, logging_level='ERROR'); "
+             "nodes = [n for n in ray.nodes() if n['Alive']]; "
+             "print(json.dumps([len(nodes), {k: n['NodeID'] for n in nodes for k in n['Resources'] "
+             "if k not in ('CPU', 'GPU', 'memory', 'object_store_memory') and not k.startswith('node:')}]))")
     deadline = time.time() + timeout
     while time.time() < deadline:
         result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
-        if result.returncode == 0 and int(result.stdout.strip().splitlines()[-1]) >= count:
-            return
+        if result.returncode == 0:
+            alive, ids = json.loads(result.stdout.strip().splitlines()[-1])
+            if alive >= count:
+                return ids
         time.sleep(1)
     raise RuntimeError(f"the local Ray cluster at {address} did not reach {count} node(s)")
 
@@ -144,3 +163,44 @@ def test_a_user_package_runs_on_workers_that_lack_it(tmp_path, two_node_cluster)
         assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
         assert len({r.data.tags["ray_node"] for r in runs}) == 2
         assert all(r.data.tags["code.loss"].startswith("entry point | topk_lab.loss:DiffSortTopKLoss") for r in runs)
+
+
+def test_a_worker_node_lost_mid_trial(tmp_path):
+    """Three nodes: a head with no CPU for trials, and workers a and b. The worker running a trial is killed
+    (SIGKILL of its whole process group, as a lost host) mid-trial: the trial continues from its last checkpoint on
+    the other node, its MLflow run stays one run with every evaluation step logged exactly once, and the study
+    finishes."""
+    with local_cluster(0, ["node_a", "node_b"]) as (address, env, workers):
+        path = tiny_study(tmp_path, name="lost", seeds=[0], grid=[{"variant": ["fisher"], "lam": [0.1]}],
+                          params={**TINY_PARAMS, "steps": 400, "eval_every": 40}, max_failures=2, max_concurrent=1)
+        with mlflow_server(tmp_path) as url:
+            driver = subprocess.Popen([TUNER, "run", str(path), "--storage", str(tmp_path / "shared"), "--address",
+                                       address, "--mlflow-uri", url], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            try:
+                client = MlflowClient(url)
+                state_file = tmp_path / "shared" / "lost" / "study.json"
+                deadline = time.time() + 300
+                while True:  # until the trial has logged its second evaluation (a checkpoint exists)
+                    assert driver.poll() is None and time.time() < deadline, "the trial never reached step 80"
+                    runs = client.search_runs([json.loads(state_file.read_text())["experiment_id"]],
+                                              "tags.role = 'trial'") if state_file.exists() else []
+                    if runs and max((m.step for m in client.get_metric_history(runs[0].info.run_id,
+                                                                               "valid_elementwise")), default=0) >= 80:
+                        break
+                    time.sleep(0.5)
+                (run,) = runs
+                victim = next(name for name, (_, node) in workers.items() if node == run.data.tags["ray_node"])
+                os.killpg(workers[victim][0].pid, signal.SIGKILL)
+                out, _ = driver.communicate(timeout=600)
+            finally:
+                if driver.poll() is None:
+                    os.killpg(driver.pid, signal.SIGKILL)
+            assert driver.returncode == 0, out[-3000:]
+            (run,) = client.search_runs([run.info.experiment_id], "tags.role = 'trial'")
+            survivor = next(node for name, (_, node) in workers.items() if name != victim)
+            assert run.info.status == "FINISHED" and run.data.tags["ray_node"] == survivor
+            assert run.data.tags["ray_nodes"].split(",") == [workers[victim][1], survivor]
+            assert 40 <= int(run.data.tags["resumed_from_step"]) < 400
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "valid_elementwise"))
+            assert steps == list(range(40, 401, 40)), "an evaluation step was lost or logged twice"
