@@ -245,13 +245,16 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
                                       reduction_factor=search.asha.reduction_factor)
     tuner = tune.Tuner(
         trainable, param_space=param_space,
+        # reuse_actors: a finished trial's worker process (torch, ray, mlflow and the task imported, the digit
+        # pools loaded) runs the next trial instead of a fresh process per trial
         tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, num_samples=samples, search_alg=search_alg,
-                                    scheduler=scheduler, max_concurrent_trials=concurrency),
+                                    scheduler=scheduler, max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(
             name=phase, storage_path=str(folder), verbose=1,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TrialSummary(study.metric, phase, planned, study.shown_keys()), MlflowStatus(meta)]),
+            callbacks=[TrialSummary(study.metric, phase, planned, study.shown_keys()),
+                       MlflowStatus(meta, study.keep_checkpoints)]),
     )
     return tuner.fit()
 

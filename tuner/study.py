@@ -117,6 +117,7 @@ class Study(_Frozen):
     resources: Resources = Resources()
     max_concurrent: int = Field(default=1, gt=0)
     max_failures: int = Field(default=1, ge=0)
+    keep_checkpoints: bool = False
     scales: dict[str, Scale] = Field(default_factory=dict)
     source: str = ""
 
