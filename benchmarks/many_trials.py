@@ -10,7 +10,7 @@ measures:
 - the fixed cost per trial: wall time x concurrency / N, against the same ``train()`` called bare in this process
   (warm, median of 20), and what that cost is for a trial of a minute;
 - the study folder's size on disk, and the size of Tune's experiment state and the time Tune took for its last
-  save of it (saved on every controller step, ``TUNE_GLOBAL_CHECKPOINT_S=0``, for exact resume).
+  save of it (a grid saves it on Tune's adaptive period, see ``tuner.runner.checkpoint_period``).
 
     python benchmarks/many_trials.py [--trials 100 250 500] [--out DIR]
 """
@@ -50,7 +50,8 @@ def rss_mb(pid: int) -> float | None:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text)[1]) / 1024
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)  # absent once the process has exited (a zombie)
+    return int(match[1]) / 1024 if match else None
 
 
 def run(trials: int, folder: Path) -> dict:

@@ -67,13 +67,19 @@ class TrialSummary(Callback):
 
 
 def drop_checkpoints(trial) -> None:
-    """A finished trial's checkpoints (model, optimizer, RNG: ~10 MB each for the ranking CNN) serve only to
-    resume it, which it no longer needs; without this a 500-trial study kept ~5 GB. Errored trials keep theirs
-    (``tuner resume`` retries them from there)."""
+    """Empty a finished trial's checkpoint folders: their model, optimizer and RNG states (~10 MB for the ranking
+    CNN) serve only to resume it, which it no longer needs; without this a 500-trial study kept ~5 GB.
+
+    The folders themselves stay: if the driver is killed before Tune saves the trial as finished, Tune restores
+    it from its last checkpoint and refuses one whose folder is gone, while the trial itself never opens it (its
+    MLflow run is FINISHED, so it replays that run). Errored trials keep theirs (``tuner resume`` retries them).
+    """
     folder = Path(trial.path) if trial.path and "://" not in str(trial.path) else None
-    if folder is not None and folder.is_dir():
-        for checkpoint in folder.glob("checkpoint_*"):
-            shutil.rmtree(checkpoint, ignore_errors=True)
+    if folder is None or not folder.is_dir():
+        return
+    for checkpoint in folder.glob("checkpoint_*"):
+        for item in checkpoint.iterdir():
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
 
 
 def _error(trial) -> str:

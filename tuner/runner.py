@@ -28,12 +28,14 @@ from tasks import TASKS
 from .callbacks import TRACKING_FAILURES, MlflowStatus, TrialSummary
 from .environment import git_state
 from .errors import ClusterUnreachableError, TrackingError, TunerError
+from .storage import atomic_filesystem
 from .study import NAME, SearchParam, Study, check_study
 from .trainable import run_trial
 from .tracking import (close_orphans, describe_code, prepare_experiment, probe_tracking, set_tags, sqlite_uri,
                        start_parent_run, tracking_at, tracking_env)
 
 STATE_FILE = "study.json"
+USER_CHECKPOINT_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")  # before checkpoint_period() sets it per phase
 
 
 class StudyStateError(TunerError, RuntimeError):
@@ -216,10 +218,13 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
             "plugins": plugins(study)}
     trainable = tune.with_resources(tune.with_parameters(run_trial, meta=meta),
                                     {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
-    path = folder / phase
-    if tune.Tuner.can_restore(str(path)):
+    path, storage = folder / phase, atomic_filesystem()
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = checkpoint_period(phase)  # read when Tune's controller starts
+    if tune.Tuner.can_restore(str(path), storage_filesystem=storage):
         if any(path.glob("experiment_state-*.json")):
-            return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True).fit()
+            check_tune_state(path)
+            return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True,
+                                      storage_filesystem=storage).fit()
         # Killed between Tune writing its tuner.pkl and its first experiment state: no trial was recorded, and
         # Tune cannot restore such a folder (a search then fails for want of its space). Start the phase anew.
         shutil.rmtree(path)
@@ -250,13 +255,39 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
         tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, num_samples=samples, search_alg=search_alg,
                                     scheduler=scheduler, max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=phase, storage_path=str(folder), verbose=1,
+            name=phase, storage_path=str(folder), storage_filesystem=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[TrialSummary(study.metric, phase, planned, study.shown_keys()),
                        MlflowStatus(meta, study.keep_checkpoints)]),
     )
     return tuner.fit()
+
+
+def checkpoint_period(phase: str) -> str:
+    """How often Tune saves a phase's experiment state (``TUNE_GLOBAL_CHECKPOINT_S``).
+
+    A search saves on every controller step: a trial the Optuna searcher suggested after the last save would be
+    forgotten by a killed driver and replaced by another suggestion. Grids and replications save on Tune's
+    adaptive period ("auto": at least every 10 s, at most 5 % of the driver's time): their trials are a fixed
+    list whose ids Tune's restored generator hands out again, and a trial that ran past the last save reopens its
+    MLflow run, whose logged steps are not logged twice (a finished one is replayed, not retrained). Every save
+    copies every trial's record, so saving each step would cost the square of a long grid.
+    A user's own ``TUNE_GLOBAL_CHECKPOINT_S`` wins.
+    """
+    return USER_CHECKPOINT_PERIOD or ("0" if phase == "search" else "auto")
+
+
+def check_tune_state(path: Path) -> None:
+    """Refuse a phase folder whose newest Tune state cannot be read (written by a version without atomic writes,
+    or edited): Tune would log the failure and silently start the phase anew, duplicating its finished trials."""
+    newest = max(path.glob("experiment_state-*.json"))
+    try:
+        json.loads(newest.read_text())
+    except (OSError, ValueError) as error:
+        raise StudyStateError(f"Tune's saved state {newest} cannot be read ({error}); tuner resume will not start "
+                              f"phase {path.name!r} anew over its logged trials: remove the phase folder "
+                              f"{path} to rerun that phase from scratch") from None
 
 
 def _tune_domain(param: SearchParam):
@@ -285,9 +316,6 @@ def _study_params(study: Study) -> dict[str, Any]:
 
 
 def _init_ray(address: str | None, py_modules: list[str] | None = None) -> None:
-    # Save Tune's experiment state (trials and the Optuna searcher) on every controller step instead of
-    # every >= 10 s: a trial suggested after the last save is forgotten if the driver is killed.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     os.environ.update(tracking_env())  # this driver's MLflow calls; trials get them through the runtime env
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():

@@ -44,17 +44,19 @@ def run_and_kill_when(path, store, ready, never: str) -> None:
 
 @pytest.mark.parametrize("kill_in", ["grid", "search"])
 def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_in):
-    params = {**TINY_PARAMS, "steps": 300, "eval_every": 30}  # a few seconds per trial: the kill lands mid-trial
+    params = {**TINY_PARAMS, "steps": 360, "eval_every": 30}  # a few seconds per trial: the kill lands mid-trial
     path = tiny_study(tmp_path, name="slow", params=params,
                       search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
                               "sampler_seed": 3, "replicate": True})
     store = tmp_path / "store"
 
     def finished_and_running():
-        # once a trial has finished and a running one is past its second checkpoint (step 60 of 300)
+        # once a trial has finished and a running one is past its fourth checkpoint (step 120 of 360): between
+        # its periodic saves (grids: >= 10 s apart) Tune saves its state after every second checkpoint of a trial
+        # (num_to_keep = 2), so the state on disk holds a checkpoint of that trial
         phase_runs = [r for r in trial_runs(store) if r.data.tags["phase"] == kill_in]
         running = [r for r in phase_runs if r.info.status == "RUNNING"]
-        return any(r.info.status == "FINISHED" for r in phase_runs) and any(60 <= last_step(store, r) < 270
+        return any(r.info.status == "FINISHED" for r in phase_runs) and any(120 <= last_step(store, r) < 330
                                                                           for r in running)
     run_and_kill_when(path, store, finished_and_running, "never saw a finished and a running trial together")
     before = {r.data.tags["trial_id"]: r.info.status for r in trial_runs(store)}
@@ -71,7 +73,7 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
     client = MlflowClient(json.loads((store / "slow" / "study.json").read_text())["mlflow_uri"])
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
-        assert sorted(steps) == list(range(30, 301, 30)), f"steps lost or logged twice in {run.info.run_name}"
+        assert sorted(steps) == list(range(30, 361, 30)), f"steps lost or logged twice in {run.info.run_name}"
     # A trial that finished just before the kill may not be in Tune's (periodic) experiment state yet: Tune then
     # starts it again, and it replays its logged result without training. Interrupted trials continue mid-way.
     for run in runs:
@@ -79,7 +81,7 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
             assert "resumed_from_step" not in run.data.tags, "a finished trial was trained again"
     continued = [r for r in runs if before.get(r.data.tags["trial_id"]) == "RUNNING"]
     assert continued and all(r.data.tags.get("resumed") == "true" for r in continued)
-    assert any(0 < int(r.data.tags.get("resumed_from_step", 0)) < 300 for r in continued), \
+    assert any(0 < int(r.data.tags.get("resumed_from_step", 0)) < 360 for r in continued), \
         "no interrupted trial continued from a mid-way checkpoint"
 
 

@@ -77,6 +77,17 @@ def test_mlflow_has_exactly_one_child_run_per_trial_with_params_and_history(fini
     assert replicated == {best["lam"]} and best["lam"] in searched
 
 
+def test_finished_trials_keep_no_checkpoint(finished_study):
+    """A finished trial's checkpoints only served to resume it: their files are deleted (a 500-trial study kept
+    ~5 GB); the empty folders stay for Tune, which restores a trial killed before it was saved as finished."""
+    store, _ = finished_study
+    trial_folders = [f for phase in ("grid", "search", "replicate") for f in (store / "tiny" / phase).glob("run_trial_*")]
+    assert len(trial_folders) == 11
+    checkpoints = [c for folder in trial_folders for c in folder.glob("checkpoint_*")]
+    assert checkpoints and all(c.is_dir() for c in checkpoints)
+    assert not [f for c in checkpoints for f in c.rglob("*")]
+
+
 def test_export_holds_the_same_trials_and_full_history(finished_study):
     store, _ = finished_study
     assert run_tuner("export", "tiny", "--storage", store, "--out", store / "out").returncode == 0
