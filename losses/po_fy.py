@@ -19,8 +19,8 @@ class PerturbedFenchelYoungLoss(EstimatedLoss):
 
     def estimates(self, y: torch.Tensor, target: torch.Tensor, hessian: bool = False):
         c = y.detach()
-        mean, z, delta = smoothed_solution_estimates(solve_flat, c, self.sigma, self.samples)
-        perturbed = delta + solve_flat(c)
+        mean, z, delta, base = smoothed_solution_estimates(solve_flat, c, self.sigma, self.samples)
+        perturbed = delta + base
         value = (c * target).sum(1) - ((c + self.sigma * z) * perturbed).sum(-1).mean(0)
         mean_hessian = None
         if hessian:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# (dy, dx) of the 8 neighbours; on equal distances the first one listed becomes the predecessor.
+# (dy, dx) of the 8 neighbours; among equally good ones the first listed is walked back to.
 NEIGHBOURS = ((-1, -1), (-1, 0), (0, -1), (-1, 1), (1, -1), (1, 0), (0, 1), (1, 1))
 NO_PREDECESSOR = -1
 
@@ -17,12 +17,10 @@ NO_PREDECESSOR = -1
 def shortest_paths(costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Shortest (0,0) -> (H-1,W-1) paths for (B, H, W) non-negative vertex costs (zeros and ties included).
 
-    Distances come from a min-plus (Bellman-Ford) relaxation of all grids at once; a cell's predecessor is
-    the neighbour that last *strictly* lowered its distance. With non-negative costs those predecessors form
-    a tree rooted at the start (a cycle would need a negative cycle cost; the argument holds in floating point
-    too, as rounding is monotone), so walking back from the goal always reaches the start, and the path it
-    marks costs exactly the returned distance (the same additions in the same order). Walking back through
-    the neighbour of least distance instead can cycle where zero-cost cells touch.
+    On the CPU a compiled Dijkstra per grid (``grid_dijkstra``); on other devices a min-plus relaxation of all
+    grids at once (``solve_by_relaxation``). Both return the same paths, bit for bit: distances are computed in
+    float64 and are the same least left-to-right sum over paths either way, and ``canonical_path`` picks among
+    equally short paths by a rule of the distances alone.
 
     Returns:
         paths: (B, H, W) 0/1 masks in ``costs``' dtype, both end cells marked.
@@ -33,47 +31,82 @@ def shortest_paths(costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not torch.isfinite(costs).all() or (costs < 0).any():
         raise ValueError("costs must be finite and non-negative")
     c = costs.detach().to(torch.float64)
-    dist, predecessor = distances(c)
-    return _walk_back(predecessor).to(costs.dtype), dist[:, -1, -1].to(costs.dtype)
+    if c.device.type == "cpu":
+        from .grid_dijkstra import solve_grids
+        paths, path_costs = solve_grids(c.numpy())
+        return torch.from_numpy(paths).to(costs.dtype), torch.from_numpy(path_costs).to(costs.dtype)
+    return solve_by_relaxation(costs)
 
 
-def distances(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W) costs -> the cost of the cheapest path from (0, 0) to every cell (both ends included) and each
-    cell's predecessor on it (an index into NEIGHBOURS; NO_PREDECESSOR at the start).
+def solve_by_relaxation(costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``shortest_paths`` with torch operations only (any device): ``distances``, then ``canonical_path``."""
+    c = costs.detach().to(torch.float64)
+    dist = distances(c)
+    return canonical_path(c, dist).to(costs.dtype), dist[:, -1, -1].to(costs.dtype)
+
+
+def distances(c: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) costs -> the cost of the cheapest path from (0, 0) to every cell, both ends included.
 
     Synchronous relaxation rounds, each on the grids that changed in the previous round only (a grid without
-    a strict improvement is at its fixed point).
+    a strict improvement is at its fixed point). After k rounds a cell holds the least left-to-right float sum
+    over paths of at most k moves (rounding is monotone), so the result is the least such sum over all paths:
+    what Dijkstra computes too.
     """
     b, h, w = c.shape
     dist = torch.full_like(c, float("inf"))
     dist[:, 0, 0] = c[:, 0, 0]
-    predecessor = torch.full(c.shape, NO_PREDECESSOR, dtype=torch.int64, device=c.device)
     active = torch.arange(b, device=c.device)
     for _ in range(h * w):  # a shortest path visits each cell at most once: <= H*W rounds
         everyone = len(active) == b
         d, cost = (dist, c) if everyone else (dist[active], c[active])
-        best, choice = _neighbour_min(d)
-        candidate = best + cost
+        candidate = _shifted(d, float("inf")).amin(0) + cost
         better = candidate < d
         changed = better.flatten(1).any(1)
         if everyone:
             dist = torch.where(better, candidate, d)
-            predecessor = torch.where(better, choice, predecessor)
         else:
             dist[active] = torch.where(better, candidate, d)
-            predecessor[active] = torch.where(better, choice, predecessor[active])
         active = active[changed]
         if not len(active):
             break
-    return dist, predecessor
+    return dist
 
 
-def _neighbour_min(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per cell, the least distance among its 8 neighbours and which neighbour (index into NEIGHBOURS)."""
-    b, h, w = dist.shape
-    padded = F.pad(dist, (1, 1, 1, 1), value=float("inf"))
-    stacked = torch.stack([padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in NEIGHBOURS])
-    return stacked.min(0)
+def canonical_path(c: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """The path that ``shortest_paths`` returns, chosen from the distances alone.
+
+    A move u -> v is *tight* when ``dist[u] + c[v] == dist[v]`` exactly; every cell but the start has a tight
+    neighbour (the one it was reached from), and a walk back along tight moves costs exactly ``dist`` (the same
+    additions in the same order). Walking back through any tight neighbour can cycle where zero-cost cells touch
+    (equal distances), so each cell also gets ``hops``, the fewest cells from the start over tight moves (a
+    breadth-first search), and the walk goes to the first neighbour, in NEIGHBOURS order, that is tight and one
+    hop closer: hops fall by one per move, so it reaches the start, and the rule depends on nothing but the
+    distances (so the CPU and GPU solvers agree).
+    """
+    b, h, w = c.shape
+    big = h * w + 1  # more hops than any path has
+    neighbour_dist = _shifted(dist, float("inf"))  # (8, B, H, W): the distance of each cell's k-th neighbour
+    tight = neighbour_dist + c == dist
+    hops = torch.full((b, h, w), big, dtype=torch.int64, device=c.device)
+    hops[:, 0, 0] = 0
+    for _ in range(h * w):
+        reached = torch.where(tight, _shifted(hops, big) + 1, big).amin(0)
+        updated = torch.minimum(hops, reached)
+        if torch.equal(updated, hops):
+            break
+        hops = updated
+    closer = tight & (_shifted(hops, big) == (hops - 1))
+    predecessor = torch.where(closer.any(0), closer.int().argmax(0), NO_PREDECESSOR)  # first such neighbour
+    predecessor[:, 0, 0] = NO_PREDECESSOR
+    return _walk_back(predecessor)
+
+
+def _shifted(values: torch.Tensor, fill) -> torch.Tensor:
+    """(B, H, W) -> (8, B, H, W): entry k holds each cell's neighbour NEIGHBOURS[k] (``fill`` off the grid)."""
+    b, h, w = values.shape
+    padded = F.pad(values, (1, 1, 1, 1), value=fill)
+    return torch.stack([padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in NEIGHBOURS])
 
 
 def _walk_back(predecessor: torch.Tensor) -> torch.Tensor:

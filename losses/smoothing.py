@@ -23,32 +23,40 @@ def smoothed_loss_estimates(f: Callable[[torch.Tensor], torch.Tensor], y: torch.
                             generator: torch.Generator | None = None, hessian: bool = False):
     """Eqs. 15-16 for a per-sample loss ``f`` ((K, m) -> (K,)) at each row of ``y`` (N, m).
 
+    ``f`` is called once, on the unperturbed and the perturbed rows together (one solver call per step).
+
     Returns:
+        value: (N,) ``f(y)``.
         grad: (N, m), row i estimating grad E f(y_i + sigma Z).
         hess: (m, m) estimate of the batch mean of the Hessians (Definition 1's M), or None.
     """
     n, m = y.shape
     z = noise((samples, n, m), generator, y)
-    delta = f((y.unsqueeze(0) + sigma * z).reshape(-1, m)).reshape(samples, n) - f(y).unsqueeze(0)  # (S, N)
+    values = f(torch.cat([y, (y.unsqueeze(0) + sigma * z).reshape(-1, m)]))
+    value = values[:n]
+    delta = values[n:].reshape(samples, n) - value.unsqueeze(0)  # (S, N)
     grad = (delta.unsqueeze(-1) * z).mean(0) / sigma
     if not hessian:
-        return grad, None
+        return value, grad, None
     flat_z = z.reshape(-1, m)
     outer = (delta.reshape(-1, 1) * flat_z).T @ flat_z  # sum over samples and rows of delta Z Z^T
     mean_hessian = (outer - delta.sum() * torch.eye(m, dtype=y.dtype, device=y.device)) / (samples * n * sigma ** 2)
-    return grad, 0.5 * (mean_hessian + mean_hessian.T)
+    return value, grad, 0.5 * (mean_hessian + mean_hessian.T)
 
 
 def smoothed_solution_estimates(solve: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, sigma: float,
                                 samples: int, generator: torch.Generator | None = None):
-    """The smoothed solver ``E g(y + sigma Z)`` and the sample noise/differences for its Jacobian.
+    """The smoothed solver ``E g(y + sigma Z)`` and the sample noise/differences for its Jacobian; ``solve`` is
+    called once, on the unperturbed and the perturbed rows together.
 
     Returns:
         mean: (N, m) estimate of ``E g(y_i + sigma Z)``.
         z: (S, N, m) the noise; delta: (S, N, m) ``g(y_i + sigma Z) - g(y_i)``. The Jacobian of row i is
         ``mean_s delta[s, i] z[s, i]^T / sigma``; products with it need no (m x m) matrix per row.
+        base: (N, m) ``g(y)``.
     """
     n, m = y.shape
     z = noise((samples, n, m), generator, y)
-    perturbed = solve((y.unsqueeze(0) + sigma * z).reshape(-1, m)).reshape(samples, n, m)
-    return perturbed.mean(0), z, perturbed - solve(y).unsqueeze(0)
+    solved = solve(torch.cat([y, (y.unsqueeze(0) + sigma * z).reshape(-1, m)]))
+    base, perturbed = solved[:n], solved[n:].reshape(samples, n, m)
+    return perturbed.mean(0), z, perturbed - base.unsqueeze(0), base

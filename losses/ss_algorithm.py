@@ -23,7 +23,7 @@ class SmoothedAlgorithmLoss(EstimatedLoss):
         self.norm = norm
 
     def estimates(self, y: torch.Tensor, target: torch.Tensor, hessian: bool = False):
-        mean, z, delta = smoothed_solution_estimates(solve_flat, y.detach(), self.sigma, self.samples)
+        mean, z, delta, _ = smoothed_solution_estimates(solve_flat, y.detach(), self.sigma, self.samples)
         diff = mean - target
         value, outer = (diff.abs().sum(1), diff.sign()) if self.norm == "l1" else (diff.pow(2).sum(1), 2 * diff)
         # J_i^T g_i with J_i = E[delta z^T] / sigma, without forming J_i: E[z <delta, g_i>] / sigma

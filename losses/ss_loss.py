@@ -17,5 +17,4 @@ class SmoothedShortestPathLoss(EstimatedLoss):
     def estimates(self, y: torch.Tensor, target: torch.Tensor, hessian: bool = False):
         def hard(costs):  # (S*N, m), sample-major -> (S*N,)
             return (solve_flat(costs) - target.repeat(len(costs) // len(target), 1)).abs().sum(1)
-        grad, mean_hessian = smoothed_loss_estimates(hard, y.detach(), self.sigma, self.samples, hessian=hessian)
-        return hard(y.detach()), grad, mean_hessian
+        return smoothed_loss_estimates(hard, y.detach(), self.sigma, self.samples, hessian=hessian)

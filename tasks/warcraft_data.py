@@ -98,8 +98,9 @@ def cached_generated(sizes: dict[str, int] | None = None, seed: int = 0, cache: 
     (generation is deterministic, so both copies are the same).
     """
     sizes = {**REAL_SIZES, **(sizes or {})}
-    # The last element is the format version: 2 since the exact solver (paths on tied costs changed).
-    key = hashlib.sha1(json.dumps([sizes, seed, TERRAIN_COSTS, 2]).encode()).hexdigest()[:12]
+    # The last element is the format version: 2 since the exact solver, 3 since its canonical choice among
+    # equally short paths (paths on tied costs changed each time).
+    key = hashlib.sha1(json.dumps([sizes, seed, TERRAIN_COSTS, 3]).encode()).hexdigest()[:12]
     root = Path(cache or os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "newton-losses"
     folder = root / f"warcraft-generated-{key}"
     if folder.is_dir():

@@ -1,7 +1,9 @@
-"""The batched grid solver against scipy's Dijkstra, as a property over thousands of grids from several regimes.
+"""The grid solver against scipy's Dijkstra, as a property over thousands of grids from several regimes.
 
 The property (for any non-negative vertex costs, zeros and ties included): the returned distance is scipy's,
 and the mask is the cell set of a simple 8-neighbour path from (0, 0) to the goal whose cost is that distance.
+Both solvers are checked on every grid: the compiled Dijkstra that ``shortest_paths`` runs on the CPU, and the
+torch relaxation it runs on GPUs (run here on the CPU); they must return the same paths, bit for bit.
 """
 import functools
 
@@ -14,6 +16,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from losses import shortest_paths
+from losses.shortest_path import solve_by_relaxation
 
 # The 8-neighbourhood, written out here rather than imported from the code under test.
 MOVES = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
@@ -81,6 +84,8 @@ def is_simple_path(mask: np.ndarray) -> bool:
 
 def check_grids(costs: torch.Tensor) -> None:
     paths, path_costs = shortest_paths(costs)
+    relaxed_paths, relaxed_costs = solve_by_relaxation(costs)
+    assert torch.equal(paths, relaxed_paths) and torch.equal(path_costs, relaxed_costs), "the two solvers differ"
     assert paths.shape == costs.shape and path_costs.shape == costs.shape[:1]
     assert set(paths.unique().tolist()) <= {0.0, 1.0}
     scale = float(costs.abs().max()) * costs.shape[1] * costs.shape[2] + 1e-300
