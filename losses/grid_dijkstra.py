@@ -3,11 +3,15 @@
 Same result as ``shortest_path.solve_by_relaxation`` (the torch solver that runs on GPUs), bit for bit:
 both compute the same float64 distances (the least sum, added left to right along the path, over all paths), and
 both pick the path from those distances by the same rule (``shortest_path.canonical_path``'s docstring).
+
+numba is imported and the kernel compiled (or loaded from numba's cache) on the first call, so a process that
+never solves a grid (a ranking trial, the tuner's driver) does not pay ~100 MB and a second for it.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit
 
 from .shortest_path import NEIGHBOURS
 
@@ -19,12 +23,17 @@ def solve_grids(costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     costs = np.ascontiguousarray(costs, dtype=np.float64)
     paths = np.zeros(costs.shape, dtype=np.uint8)
     path_costs = np.empty(costs.shape[0], dtype=np.float64)
-    _solve(costs, _MOVES, paths, path_costs)
+    _kernel()(costs, _MOVES, paths, path_costs)
     return paths, path_costs
 
 
-@njit(cache=True, nogil=True)
-def _solve(costs, moves, paths, path_costs):  # pragma: no cover (compiled; tested through solve_grids)
+@functools.lru_cache(maxsize=1)
+def _kernel():
+    from numba import njit
+    return njit(cache=True, nogil=True)(_solve)
+
+
+def _solve(costs, moves, paths, path_costs):  # pragma: no cover (compiled by _kernel; tested through solve_grids)
     b_count, h, w = costs.shape
     n = h * w
     dist = np.empty(n)

@@ -17,6 +17,7 @@ against the task contract), and ``source(name)`` says where it came from, for th
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -88,7 +89,7 @@ class Registry:
         own = obj.__name__ if inspect.ismodule(obj) else f"{getattr(module, '__name__', '?')}:{obj.__qualname__}"
         info = {"origin": origin, "target": target or own, "file": str(getattr(module, "__file__", "") or "")}
         top = (target or getattr(module, "__name__", "")).split(":")[0].split(".")[0]
-        distribution = importlib.metadata.packages_distributions().get(top, [None])[0]
+        distribution = _distributions().get(top, [None])[0]
         if distribution:
             info["distribution"] = f"{distribution} {importlib.metadata.version(distribution)}"
         return info
@@ -166,3 +167,10 @@ def check_loss(name: str, loss) -> None:
 
 
 LOSSES = Registry("loss", "newton_losses.losses", check_loss)
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    """Top-level module -> installed distributions; scanning every installed package takes ~1 s, and each trial
+    asks (its run records which code it ran), so a process scans once."""
+    return importlib.metadata.packages_distributions()

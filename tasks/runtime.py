@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import os
 import random
 import time
 from typing import Any
@@ -104,9 +105,23 @@ def objective_gradient(objective, output: torch.Tensor, target: torch.Tensor, st
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``auto``: the GPU when there is one. On CUDA, also ``make_cuda_deterministic()``."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if device.type == "cuda":
+        make_cuda_deterministic()
+    return device
+
+
+def make_cuda_deterministic() -> None:
+    """The same seed gives the same numbers on CUDA too, as it does on the CPU: cuBLAS with a fixed workspace
+    (``CUBLAS_WORKSPACE_CONFIG``, read when the process first uses cuBLAS), PyTorch's deterministic algorithms
+    (an op without one warns instead of failing), no cuDNN autotuning. ``NEWTON_CUDA_DETERMINISTIC=0`` leaves
+    PyTorch's defaults (what that buys is measured by ``benchmarks/gpu_check.py``)."""
+    if os.environ.get("NEWTON_CUDA_DETERMINISTIC", "1") == "0":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

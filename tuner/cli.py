@@ -73,10 +73,12 @@ def cmd_ui(args) -> int:
     state = load_state(study_dir(args.storage, _study_name(args.study)))
     uri = state["mlflow_uri"]
     if not uri.startswith("sqlite"):
-        print(f"this study logs to the MLflow server {uri}: open it in a browser")
+        print(f"this study logs to the MLflow server {uri}: open {uri.rstrip('/')}/#/experiments/"
+              f"{state['experiment_id']} in a browser")
         return 0
     command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow dashboard for {state['study']['name']!r}: http://127.0.0.1:{args.port}  (Ctrl-C to stop)", flush=True)
+    print(f"MLflow dashboard for {state['study']['name']!r}: http://127.0.0.1:{args.port}/#/experiments/"
+          f"{state['experiment_id']}  (Ctrl-C to stop)", flush=True)
     os.execvp(command[0], command)
 
 

@@ -215,7 +215,7 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
     meta = {"task": study.task, "study": study.name, "phase": phase, "mlflow_uri": state["mlflow_uri"],
             "experiment_id": state["experiment_id"], "parent_run_id": state["parent_run_id"],
             "git_commit": state["git_commit"], "git_dirty": state.get("git_dirty", "unknown"),
-            "plugins": plugins(study)}
+            "plugins": plugins(study), "shown": study.shown_keys()}
     trainable = tune.with_resources(tune.with_parameters(run_trial, meta=meta),
                                     {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     path, storage = folder / phase, atomic_filesystem()

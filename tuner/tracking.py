@@ -72,14 +72,22 @@ def sqlite_uri(study_dir: Path) -> str:
     return f"sqlite:///{(Path(study_dir) / 'mlflow.db').resolve()}"
 
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's UI: runs and charts, not GenAI
+
+
 def prepare_experiment(uri: str, name: str, artifact_dir: Path | None) -> str:
-    """Create the store (schema) and the study's experiment if needed; return its id."""
+    """Create the store (schema) and the study's experiment if needed; return its id. The experiment is marked a
+    model-training one, so MLflow 3's dashboard opens it on its runs, not on the GenAI (traces) view."""
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = Path(artifact_dir).resolve().as_uri() if artifact_dir is not None and uri.startswith("sqlite") else None
-    return client.create_experiment(name, artifact_location=location)
+    if experiment is None:
+        location = Path(artifact_dir).resolve().as_uri() if artifact_dir is not None and uri.startswith("sqlite") else None
+        experiment_id = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+    else:
+        experiment_id = experiment.experiment_id
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(experiment_id, key, value)
+    return experiment_id
 
 
 def start_parent_run(uri: str, experiment_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str],

@@ -44,7 +44,8 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
             "code.task": describe_code(TASKS.source(meta["task"])),
             "code.loss": describe_code(LOSSES.source(resolved["loss"])),
             **environment_tags(pick_device(resolved["device"]) if resolved.get("device") else None)}
-    run = TrialRun(meta, context.get_trial_id(), context.get_trial_name(), resolved, tags)
+    run = TrialRun(meta, context.get_trial_id(), trial_run_name({"loss": resolved.get("loss"), **config}, meta),
+                   resolved, tags)
 
     def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
         run.log(metrics)
@@ -69,6 +70,22 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
                 run.finish("FAILED", f"{type(error).__name__}: {error}")
         raise
     run.finish("FINISHED")
+
+
+def trial_run_name(config: dict[str, Any], meta: dict[str, Any]) -> str:
+    """What the trial is, as its MLflow run name: ``neuralsort fisher λ=0.1 seed 0`` (the loss, then the keys
+    that tell the study's trials apart, as the grid or search set them, so a baseline shows no λ; ``[search]`` or
+    ``[replicate]`` in front outside the grid)."""
+    def shown(key):
+        value = config.get(key)
+        if value is None or key == "loss":
+            return None
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        return {"variant": text, "lam": f"λ={text}", "seed": f"seed {text}"}.get(key, f"{key}={text}")
+    words = [str(config["loss"])] if config.get("loss") else []
+    words += [w for w in map(shown, meta.get("shown", ["variant", "lam", "seed"])) if w]
+    phase = meta.get("phase", "grid")
+    return (f"[{phase}] " if phase != "grid" else "") + " ".join(words)
 
 
 def _device_tag(device: str | None) -> str:

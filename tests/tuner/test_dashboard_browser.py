@@ -67,12 +67,15 @@ def test_child_runs_are_listed_under_the_study_run(dashboard, browser):
     url, state = dashboard
     children = MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'")
     assert len(children) == 6
-    browser.get(f"{url}/#/experiments/{state['experiment_id']}/runs")
+    # the page `tuner ui` prints: a model-training experiment opens on its runs table (not MLflow 3's GenAI view)
+    browser.get(f"{url}/#/experiments/{state['experiment_id']}")
     wait_for_text(browser, "quickstart study", "7 matching runs")
     expand = browser.find_element(By.XPATH, "//a[contains(., 'quickstart study')]/ancestor::div[contains(@class,"
                                             "'ag-cell')]//button")
     expand.click()
     wait_for_text(browser, *[run.info.run_name for run in children])
+    names = {run.info.run_name for run in children}  # named by what they are, not run_trial_07e22_00001
+    assert {"neuralsort baseline seed 0", "neuralsort hessian λ=0.01 seed 0", "neuralsort fisher λ=0.1 seed 0"} <= names
 
 
 def test_each_child_run_page_shows_its_lambda_and_variant(dashboard, browser):

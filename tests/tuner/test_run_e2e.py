@@ -77,6 +77,22 @@ def test_mlflow_has_exactly_one_child_run_per_trial_with_params_and_history(fini
     assert replicated == {best["lam"]} and best["lam"] in searched
 
 
+def test_runs_are_named_by_what_they_are_in_a_model_training_experiment(finished_study):
+    """MLflow 3's dashboard opens the study on its runs (not the GenAI view), and each trial's run is named by
+    its setting, e.g. ``neuralsort fisher λ=0.1 seed 1`` or ``[search] neuralsort fisher λ=3.16 tau=0.5 seed 0``."""
+    store, _ = finished_study
+    state, client, trials, _ = mlflow_of(store, "tiny")
+    assert client.get_experiment(state["experiment_id"]).tags["mlflow.experimentKind"] == "custom_model_development"
+    names = sorted(r.info.run_name for r in trials if r.data.tags["phase"] == "grid")
+    assert names == ["neuralsort baseline seed 0", "neuralsort baseline seed 1", "neuralsort fisher λ=0.1 seed 0",
+                     "neuralsort fisher λ=0.1 seed 1", "neuralsort fisher λ=1 seed 0", "neuralsort fisher λ=1 seed 1"]
+    for run in trials:
+        if run.data.tags["phase"] != "grid":
+            config = json.loads(run.data.tags["trial_config"])
+            assert run.info.run_name.startswith(f"[{run.data.tags['phase']}] neuralsort fisher λ={config['lam']:.3g}")
+            assert run.info.run_name.endswith(f"seed {config['seed']}")
+
+
 def test_finished_trials_keep_no_checkpoint(finished_study):
     """A finished trial's checkpoints only served to resume it: their files are deleted (a 500-trial study kept
     ~5 GB); the empty folders stay for Tune, which restores a trial killed before it was saved as finished."""
