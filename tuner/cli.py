@@ -74,11 +74,11 @@ def cmd_ui(args) -> int:
     uri = state["mlflow_uri"]
     if not uri.startswith("sqlite"):
         print(f"this study logs to the MLflow server {uri}: open {uri.rstrip('/')}/#/experiments/"
-              f"{state['experiment_id']} in a browser")
+              f"{state['experiment_id']}/runs in a browser")
         return 0
     command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
     print(f"MLflow dashboard for {state['study']['name']!r}: http://127.0.0.1:{args.port}/#/experiments/"
-          f"{state['experiment_id']}  (Ctrl-C to stop)", flush=True)
+          f"{state['experiment_id']}/runs  (Ctrl-C to stop)", flush=True)
     os.execvp(command[0], command)
 
 
