@@ -40,7 +40,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before anything here touches cuBLAS (see pick_device)
 
 from benchmarks.shortest_path_solver import TERRAIN, scipy_solve  # noqa: E402
 from losses import LOSSES, make_objective, shortest_paths  # noqa: E402
@@ -299,7 +298,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else FULL
-    device = pick_device(args.device)
+    device = pick_device(args.device)  # on CUDA: deterministic settings, set before anything here uses cuBLAS
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "studies"
     shutil.rmtree(work, ignore_errors=True)

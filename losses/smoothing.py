@@ -19,6 +19,12 @@ def noise(shape: tuple[int, ...], generator: torch.Generator | None, like: torch
     return torch.randn(shape, generator=generator, dtype=like.dtype).to(like.device)
 
 
+def with_perturbed(y: torch.Tensor, z: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(N, m) rows and (S, N, m) noise -> the (N + S*N, m) rows ``y`` then ``y + sigma Z`` (sample-major), so the
+    function or solver runs once per step on both."""
+    return torch.cat([y, (y.unsqueeze(0) + sigma * z).reshape(-1, y.shape[1])])
+
+
 def smoothed_loss_estimates(f: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, sigma: float, samples: int,
                             generator: torch.Generator | None = None, hessian: bool = False):
     """Eqs. 15-16 for a per-sample loss ``f`` ((K, m) -> (K,)) at each row of ``y`` (N, m).
@@ -32,7 +38,7 @@ def smoothed_loss_estimates(f: Callable[[torch.Tensor], torch.Tensor], y: torch.
     """
     n, m = y.shape
     z = noise((samples, n, m), generator, y)
-    values = f(torch.cat([y, (y.unsqueeze(0) + sigma * z).reshape(-1, m)]))
+    values = f(with_perturbed(y, z, sigma))
     value = values[:n]
     delta = values[n:].reshape(samples, n) - value.unsqueeze(0)  # (S, N)
     grad = (delta.unsqueeze(-1) * z).mean(0) / sigma
@@ -57,6 +63,6 @@ def smoothed_solution_estimates(solve: Callable[[torch.Tensor], torch.Tensor], y
     """
     n, m = y.shape
     z = noise((samples, n, m), generator, y)
-    solved = solve(torch.cat([y, (y.unsqueeze(0) + sigma * z).reshape(-1, m)]))
+    solved = solve(with_perturbed(y, z, sigma))
     base, perturbed = solved[:n], solved[n:].reshape(samples, n, m)
     return perturbed.mean(0), z, perturbed - base.unsqueeze(0), base

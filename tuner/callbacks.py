@@ -79,7 +79,10 @@ def drop_checkpoints(trial) -> None:
         return
     for checkpoint in folder.glob("checkpoint_*"):
         for item in checkpoint.iterdir():
-            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
 
 
 def _error(trial) -> str:
