@@ -8,6 +8,7 @@ Examples:
   tuner export quickstart --out exports/
   tuner report quickstart
   tuner ui quickstart
+  tuner dashboard lambda_search
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def cmd_run(args) -> int:
     from .study import load_study
 
     study = load_study(args.study, args.scale)  # every study error surfaces here, before Ray starts or a file is written
-    failed = run_study(study, args.storage, mlflow_uri=args.mlflow_uri, address=args.address)
+    failed = run_study(study, args.storage, mlflow_uri=args.mlflow_uri, address=args.address,
+                       optuna_storage=args.optuna_storage)
     return _finish(study.name, args.storage, failed)
 
 
@@ -82,6 +84,24 @@ def cmd_ui(args) -> int:
     os.execvp(command[0], command)
 
 
+def cmd_dashboard(args) -> int:
+    from optuna_dashboard import run_server
+
+    from .optuna_storage import open_storage, shown_url
+    from .runner import StudyStateError, load_state, study_dir
+
+    name = _study_name(args.study)
+    state = load_state(study_dir(args.storage, name))
+    if "optuna_storage" not in state:
+        raise StudyStateError(f"study {name!r} has no Optuna storage (it has no search phase, or ran before "
+                              f"searches kept their Optuna study)")
+    storage = open_storage(state["optuna_storage"])
+    print(f"Optuna dashboard for {name!r} ({shown_url(state['optuna_storage'])}, Optuna study "
+          f"{state['optuna_study']!r}): http://{args.host}:{args.port}/dashboard/  (Ctrl-C to stop)", flush=True)
+    run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
 COMMANDS = {
     "run": (cmd_run, "run a study file", "tuner run studies/quickstart.yaml [--storage DIR] [--mlflow-uri URI] [--address ADDR]"),
     "resume": (cmd_resume, "continue a study whose driver stopped", "tuner resume quickstart [--storage DIR]"),
@@ -90,6 +110,8 @@ COMMANDS = {
     "report": (cmd_report, "write the study's results table, statistics, plots and runtime table",
                "tuner report quickstart [--out DIR]"),
     "ui": (cmd_ui, "open the MLflow dashboard of a study on 127.0.0.1", "tuner ui quickstart [--port 5000]"),
+    "dashboard": (cmd_dashboard, "open optuna-dashboard on a searched study's Optuna storage (127.0.0.1)",
+                  "tuner dashboard lambda_search [--port 8080] [--host 127.0.0.1]"),
 }
 
 
@@ -114,10 +136,17 @@ def parser() -> argparse.ArgumentParser:
                            help="apply one of the study's `scales` (e.g. smoke: a laptop-sized run named STUDY-smoke)")
             p.add_argument("--mlflow-uri", default=None,
                            help="MLflow tracking URI (e.g. http://head:5000); default SQLite in the study folder")
+            p.add_argument("--optuna-storage", default=None,
+                           help="Optuna RDB storage URL for the search phase (e.g. postgresql+psycopg://USER@HEAD/"
+                                "optuna); default SQLite (optuna.db) in the study folder")
         if name in ("export", "report"):
             p.add_argument("--out", default=None, help=f"output folder (default STORAGE/STUDY/{name})")
         if name == "ui":
             p.add_argument("--port", type=int, default=5000)
+        if name == "dashboard":
+            p.add_argument("--port", type=int, default=8080)
+            p.add_argument("--host", default="127.0.0.1",
+                           help="address to serve on (default 127.0.0.1: the dashboard has no authentication)")
     return top
 
 

@@ -17,3 +17,7 @@ class TrackingError(TunerError, ConnectionError):
 
 class ReportError(TunerError, ValueError):
     """The study's tracked data cannot make the asked-for report (nothing finished, a value matching no choice)."""
+
+
+class OptunaStorageError(TunerError, ConnectionError):
+    """The Optuna storage of a searched phase cannot be opened, or already holds a study of that name."""

@@ -28,8 +28,11 @@ from tasks import TASKS
 from .callbacks import TRACKING_FAILURES, MlflowStatus, TrialSummary
 from .environment import git_state
 from .errors import ClusterUnreachableError, TrackingError, TunerError
+from .optuna_storage import (DB_FILE, StoredOptunaSearch, check_name_free, new_phase_study, open_storage,
+                             warm_start_trials)
+from .pareto import pareto_mask
 from .storage import atomic_filesystem
-from .study import NAME, SearchParam, Study, check_study
+from .study import NAME, SearchParam, Study, StudyError, check_study
 from .trainable import run_trial
 from .tracking import (close_orphans, describe_code, prepare_experiment, probe_tracking, set_tags, sqlite_uri,
                        start_parent_run, tracking_at, tracking_env)
@@ -66,19 +69,26 @@ def save_state(folder: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, folder / STATE_FILE)  # atomic: a kill never leaves a half-written state
 
 
-def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, address: str | None = None) -> int:
+def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, address: str | None = None,
+              optuna_storage: str | None = None) -> int:
     """Start a new study execution; returns the number of failed trials.
 
     Everything that can be checked is checked before the first file is written (the study folder exists only
     once the tracking store holds the study's experiment and parent run): an existing study, the tracking
-    server, the Ray cluster, whether a node can hold a trial, and whether the tracking store suits the cluster.
+    server, the Optuna storage and the studies a search warm-starts from, the Ray cluster, whether a node can
+    hold a trial, and whether the tracking store suits the cluster.
     """
     folder = study_dir(storage, study.name)
     if (folder / STATE_FILE).exists():
         raise StudyStateError(f"study {study.name!r} already exists in {folder}: continue it with "
                               f"`tuner resume {study.name} --storage {folder.parent}`, or choose another --storage")
+    if optuna_storage and study.search is None:
+        raise StudyError(f"--optuna-storage: study {study.name!r} has no search phase to keep there")
     if mlflow_uri:
         probe_tracking(mlflow_uri)
+    if optuna_storage:
+        check_name_free(optuna_storage, study.name)
+    warm_start_sources(study, folder.parent)
     _init_ray(address, user_code_dirs(study))
     check_resources_fit(study)
     uri = mlflow_uri or sqlite_uri(folder)
@@ -93,7 +103,8 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
                                       {"study": study.name, **git, "storage": str(folder), **code_tags(study)},
                                       artifact=study.source)
         state = {"study": study.model_dump(mode="json"), "mlflow_uri": uri, "experiment_id": experiment_id,
-                 "parent_run_id": parent, **git, "phases": {}, "failed": {}, "best": None}
+                 "parent_run_id": parent, **git, "phases": {}, "failed": {}, "best": None,
+                 **(optuna_state(study, folder, optuna_storage) if study.search else {})}
         save_state(folder, state)
     except BaseException:
         if created:  # nothing half-written: the folder goes with the failed setup
@@ -108,12 +119,43 @@ def resume_study(folder: Path, address: str | None = None) -> int:
     study = Study(**state["study"])
     check_study(study, folder / STATE_FILE)  # its task and losses still load here (user code may be gone)
     probe_tracking(state["mlflow_uri"])
+    if study.search is not None:
+        if "optuna_storage" not in state:  # a study begun before searches kept their Optuna study
+            state.update(optuna_state(study, folder, None))
+        open_storage(state["optuna_storage"])
     _init_ray(address, user_code_dirs(study))
     check_resources_fit(study)
     check_tracking_fits_cluster(state["mlflow_uri"])
     with tracking_at(state["mlflow_uri"], "tagging the study's parent run as resumed"):
         set_tags(state["mlflow_uri"], state["parent_run_id"], {"resumed": "true"})
     return _run_phases(folder, state)
+
+
+def optuna_state(study: Study, folder: Path, url: str | None) -> dict[str, str]:
+    """Where the search keeps its Optuna study: ``url``, or by default a SQLite file in the study's folder."""
+    return {"optuna_storage": url or f"sqlite:///{folder / DB_FILE}", "optuna_study": study.name}
+
+
+def warm_start_sources(study: Study, storage: Path) -> list[tuple[str, Study, dict[str, Any]]]:
+    """The earlier studies ``search.warm_start`` names, each (name, study, saved state), checked: present in the
+    same storage folder, of the same task, with a searched phase kept in an Optuna storage."""
+    sources = []
+    for name in study.search.warm_start if study.search else ():
+        where = f"{study.source or study.name}: search.warm_start: study {name!r}"
+        if name == study.name:
+            raise StudyError(f"{where} is this study itself")
+        try:
+            state = load_state(study_dir(storage, name))
+        except StudyStateError:
+            raise StudyError(f"{where} is not in {storage} (warm starts read studies of the same --storage)") from None
+        other = Study(**state["study"])
+        if other.task != study.task:
+            raise StudyError(f"{where} is of task {other.task!r}, not {study.task!r}")
+        if "optuna_storage" not in state:
+            raise StudyError(f"{where} kept no Optuna storage (it has no search, or ran before searches kept one)")
+        open_storage(state["optuna_storage"])
+        sources.append((name, other, state))
+    return sources
 
 
 def plugins(study: Study) -> dict[str, dict[str, str]]:
@@ -200,7 +242,10 @@ def _run_phases(folder: Path, state: dict[str, Any]) -> int:
             if orphans:
                 print(f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
                       f"driver; marked KILLED (tag 'orphaned')", flush=True)
-            if phase == "search":
+            if phase == "search" and study.multi_objective:
+                state["front"] = _front_configs(state, study)
+                set_tags(uri, state["parent_run_id"], {"pareto_front": json.dumps(state["front"])})
+            elif phase == "search":
                 state["best"] = _best_config(results, study)
                 set_tags(uri, state["parent_run_id"], {"best_config": json.dumps(state["best"])})
         state["phases"][phase] = "done"
@@ -233,13 +278,15 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
         trials = study.grid_trials()
         param_space, planned = {"trial": tune.grid_search(trials)}, len(trials)
     elif phase == "replicate":
-        param_space = {"trial": tune.grid_search([{**state["best"], "seed": s} for s in study.seeds])}
-        planned = len(study.seeds)
+        settings = state["front"] if study.multi_objective else [state["best"]]
+        trials = [{**setting, "seed": s} for setting in settings for s in study.seeds]
+        param_space, planned = {"trial": tune.grid_search(trials)}, len(trials)
     else:
         search = study.search
-        param_space = {**study.search_base(), **{k: _tune_domain(p) for k, p in search.space.items()}}
-        search_alg = ConcurrencyLimiter(OptunaSearch(sampler=TPESampler(seed=search.sampler_seed)),
-                                        max_concurrent=study.max_concurrent)
+        space = {k: _tune_domain(p) for k, p in search.space.items()}
+        param_space = {**study.search_base(), **space}
+        searcher = _new_searcher(folder, state, study, OptunaSearch.convert_search_space(space))
+        search_alg = ConcurrencyLimiter(searcher, max_concurrent=study.max_concurrent)
         samples = planned = search.trials
         concurrency = None  # the ConcurrencyLimiter holds it
         if search.asha is not None:
@@ -252,16 +299,31 @@ def _fit(folder: Path, state: dict[str, Any], study: Study, phase: str):
         trainable, param_space=param_space,
         # reuse_actors: a finished trial's worker process (torch, ray, mlflow and the task imported, the digit
         # pools loaded) runs the next trial instead of a fresh process per trial
-        tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, num_samples=samples, search_alg=search_alg,
+        tune_config=tune.TuneConfig(metric=study.metrics[0], mode=study.modes[0], num_samples=samples, search_alg=search_alg,
                                     scheduler=scheduler, max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(
             name=phase, storage_path=str(folder), storage_filesystem=storage, verbose=1,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TrialSummary(study.metric, phase, planned, study.shown_keys()),
+            callbacks=[TrialSummary(study.metrics[0], phase, planned, study.shown_keys()),
                        MlflowStatus(meta, study.keep_checkpoints)]),
     )
     return tuner.fit()
+
+
+def _new_searcher(folder: Path, state: dict[str, Any], study: Study, distributions: dict) -> StoredOptunaSearch:
+    """The search phase's Optuna searcher on a fresh Optuna study in its storage, seeded by the warm start."""
+    search, url, name = study.search, state["optuna_storage"], state["optuna_study"]
+    seeded, lines = warm_start_trials(warm_start_sources(study, folder.parent), study, distributions)
+    for line in lines:
+        print(f"tuner: {line}", flush=True)
+    directions = ["maximize" if mode == "max" else "minimize" for mode in study.modes]
+    new_phase_study(url, name, directions, distributions, seeded)
+    single = not study.multi_objective
+    return StoredOptunaSearch(url, name, TASKS.get(study.task).METRICS,
+                              metric=study.metrics[0] if single else list(study.metrics),
+                              mode=study.modes[0] if single else list(study.modes),
+                              sampler=TPESampler(seed=search.sampler_seed, n_startup_trials=search.startup_trials))
 
 
 def checkpoint_period(phase: str) -> str:
@@ -301,16 +363,34 @@ def _tune_domain(param: SearchParam):
 
 
 def _best_config(results, study: Study) -> dict[str, Any]:
-    best = results.get_best_result(metric=study.metric, mode=study.mode, scope="last", filter_nan_and_inf=True)
+    metric, mode = study.metrics[0], study.modes[0]
+    best = results.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
     if best is None or best.config is None:
-        raise TunerError(f"search of study {study.name!r} produced no finished trial with metric {study.metric!r}")
+        raise TunerError(f"search of study {study.name!r} produced no finished trial with metric {metric!r}")
     config = {k: v for k, v in best.config.items() if k in study.search_base() or k in study.search.space}
     config.pop("seed", None)
     return config
 
 
+def _front_configs(state: dict[str, Any], study: Study) -> list[dict[str, Any]]:
+    """The settings on the search's Pareto front (its own finished trials, not the warm-start ones), each once."""
+    import optuna
+
+    found = optuna.load_study(study_name=state["optuna_study"], storage=open_storage(state["optuna_storage"]))
+    done = [t for t in found.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+            if "warm_start" not in t.user_attrs]
+    if not done:
+        raise TunerError(f"search of study {study.name!r} produced no finished trial with metrics {list(study.metrics)}")
+    front = [t for t, keep in zip(done, pareto_mask([t.values for t in done], study.modes)) if keep]
+    settings = {}
+    for trial in front:
+        setting = {k: v for k, v in {**study.search_base(), **trial.params}.items() if k != "seed"}
+        settings.setdefault(json.dumps(setting, sort_keys=True, default=str), setting)
+    return list(settings.values())
+
+
 def _study_params(study: Study) -> dict[str, Any]:
-    return {"task": study.task, "metric": study.metric, "mode": study.mode, "seeds": list(study.seeds),
+    return {"task": study.task, "metric": ",".join(study.metrics), "mode": ",".join(study.modes), "seeds": list(study.seeds),
             "phases": phases(study), "study_file": study.source, "grid_trials": len(study.grid_trials()),
             "search_trials": study.search.trials if study.search else 0}
 

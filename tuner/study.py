@@ -72,14 +72,33 @@ class Asha(_Frozen):
 
 
 class Search(_Frozen):
-    """An Optuna (TPE) search over ``space``, on trial seed ``seed``, then replicated over the study's seeds."""
+    """An Optuna (TPE) search over ``space``, on trial seed ``seed``, then replicated over the study's seeds.
+
+    ``warm_start`` names earlier studies (same ``--storage``, same task) whose finished searched trials seed the
+    sampler; ``startup_trials`` is how many finished trials (seeded ones included) TPE waits for before it models
+    the space instead of sampling at random (Optuna's ``n_startup_trials``)."""
     trials: int = Field(gt=0)
     space: dict[str, SearchParam]
     fixed: dict[str, Scalar] = Field(default_factory=dict)
     seed: int = 0
     sampler_seed: int = 0
+    startup_trials: int = Field(default=10, ge=1)
+    warm_start: tuple[str, ...] = ()
     asha: Optional[Asha] = None
     replicate: bool = True
+
+    @field_validator("warm_start", mode="before")
+    @classmethod
+    def _one_or_many(cls, names):
+        return [names] if isinstance(names, str) else names
+
+    @field_validator("warm_start")
+    @classmethod
+    def _study_names(cls, names):
+        for name in names:
+            if not NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a study name (letters, digits, '_', '.', '-')")
+        return names
 
     @field_validator("space")
     @classmethod
@@ -108,8 +127,8 @@ class Study(_Frozen):
     name: str
     task: str
     description: str = ""
-    metric: str
-    mode: Literal["max", "min"] = "max"
+    metric: Union[str, tuple[str, ...]]
+    mode: Union[Literal["max", "min"], tuple[Literal["max", "min"], ...]] = "max"
     params: dict[str, Scalar] = Field(default_factory=dict)
     grid: tuple[dict[str, tuple[Scalar, ...]], ...] = ()
     seeds: tuple[int, ...] = (0,)
@@ -161,6 +180,36 @@ class Study(_Frozen):
         if not self.grid and self.search is None:
             raise ValueError("a study needs a grid, a search, or both")
         return self
+
+    @model_validator(mode="after")
+    def _objectives(self):
+        """``metric: [a, b]`` needs ``mode: [max, min]``, one mode per metric, and no metric twice; early stopping
+        compares trials on one metric at a rung, so it is refused with several objectives."""
+        if isinstance(self.metric, tuple) != isinstance(self.mode, tuple):
+            raise ValueError("metric and mode: give both as lists (one mode per metric, e.g. metric: "
+                             "[valid_elementwise, time_total], mode: [max, min]) or both as single values")
+        if isinstance(self.metric, tuple):
+            if not self.metric or len(self.metric) != len(self.mode):
+                raise ValueError(f"metric and mode: {len(self.metric)} metric(s) but {len(self.mode)} mode(s)")
+            if len(set(self.metric)) != len(self.metric):
+                raise ValueError(f"metric: {list(self.metric)} names a metric twice")
+            if self.search is not None and self.search.asha is not None and len(self.metric) > 1:
+                raise ValueError("search.asha: early stopping cannot serve several objectives (a trial stopped "
+                                 "early also looks cheap in time); remove asha or give one metric")
+        return self
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The objectives' metrics; the first one is what Tune tracks and what the curves show."""
+        return self.metric if isinstance(self.metric, tuple) else (self.metric,)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return self.mode if isinstance(self.mode, tuple) else (self.mode,)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
 
     def grid_trials(self) -> list[dict[str, Any]]:
         """Every trial config of the grid phase: each block's combinations x seeds, de-duplicated.
@@ -279,9 +328,10 @@ def check_study(study: Study, path: str | Path) -> None:
         for name, param in study.search.space.items():
             for value in param.corners():
                 _check(task, {**first, name: value}, path, f"search.space.{name} (value {value!r})")
-    if study.metric not in task.METRICS:
-        raise StudyError(f"{path}: metric: task {study.task!r} reports no metric {study.metric!r} "
-                         f"(it reports: {', '.join(task.METRICS)})")
+    for metric in study.metrics:
+        if metric not in task.METRICS:
+            raise StudyError(f"{path}: metric: task {study.task!r} reports no metric {metric!r} "
+                             f"(it reports: {', '.join(task.METRICS)})")
 
 
 def _check(task, config, path, where):

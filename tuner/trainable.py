@@ -20,6 +20,7 @@ from .errors import TrackingError
 from .tracking import TrialRun, describe_code
 
 STATE_FILE = "state.pt"
+RUN_ID_KEY = "mlflow_run_id"  # in every result Tune gets: the searcher records it with the Optuna trial
 
 
 def trial_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -51,12 +52,12 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
         run.log(metrics)
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, Path(folder) / STATE_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report({**metrics, RUN_ID_KEY: run.run_id}, checkpoint=tune.Checkpoint.from_directory(folder))
 
     if run.previous_status == "FINISHED":
         # It completed before the driver stopped, but Tune had not recorded that yet: replay, don't retrain.
         run.tag("replayed", "true")
-        tune.report(run.final_metrics())
+        tune.report({**run.final_metrics(), RUN_ID_KEY: run.run_id})
         run.finish("FINISHED")
         return
     resume = _load_checkpoint()

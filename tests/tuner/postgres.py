@@ -21,7 +21,8 @@ def postgres_bin() -> Path | None:
 
 @contextlib.contextmanager
 def postgres_server():
-    """Yield the SQLAlchemy URI ``postgresql://mlflow@127.0.0.1:PORT/mlflow`` of a fresh, empty database."""
+    """Yield the SQLAlchemy URI ``postgresql://mlflow@127.0.0.1:PORT/mlflow`` of a fresh, empty database; the
+    server also holds an empty database ``optuna`` (same user and port) for Optuna storages."""
     bindir = postgres_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does it)")
@@ -42,8 +43,9 @@ def postgres_server():
                              capture_output=True).returncode != 0:
             assert server.poll() is None and time.time() < deadline, "postgres did not start"
             time.sleep(0.3)
-        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"],
-                       check=True, capture_output=True)
+        for database in ("mlflow", "optuna"):  # Optuna's tables (alembic_version too) need a database of their own
+            subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", database],
+                           check=True, capture_output=True)
         yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
     finally:
         os.killpg(server.pid, signal.SIGINT)  # PostgreSQL's fast shutdown

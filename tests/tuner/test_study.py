@@ -107,6 +107,23 @@ BAD = [
      r": grid \(trial 1: .*\): ranking: loss 'po_fy' is a shortest_path loss, not a ranking one"),
     ("another task's loss in a search", {"search": {"trials": 2, "space": {"loss": {"choice": ["softsort", "bellman_ford"]}}}},
      r": search.space.loss \(value 'bellman_ford'\): ranking: loss 'bellman_ford' is a shortest_path loss"),
+    ("metrics without a list of modes", {"metric": ["valid_elementwise", "time_total"], "mode": "max"},
+     r": \(top level\): metric and mode: give both as lists"),
+    ("one mode for two metrics", {"metric": ["valid_elementwise", "time_total"], "mode": ["max"]},
+     r": \(top level\): metric and mode: 2 metric\(s\) but 1 mode\(s\)"),
+    ("a metric twice", {"metric": ["time_total", "time_total"], "mode": ["min", "min"]}, r"names a metric twice"),
+    ("a bad mode in a list", {"metric": ["valid_elementwise", "time_total"], "mode": ["max", "fastest"]}, r": mode"),
+    ("an unknown metric in a list", {"metric": ["valid_elementwise", "wall_time"], "mode": ["max", "min"]},
+     r": metric: task 'ranking' reports no metric 'wall_time'"),
+    ("early stopping with two objectives", {"metric": ["valid_elementwise", "time_total"], "mode": ["max", "min"],
+                                            "search": {"trials": 2, "space": {"lam": {"log": [1, 2]}},
+                                                       "asha": {"grace_period": 2}}},
+     r"search.asha: early stopping cannot serve several objectives"),
+    ("a warm start that is no study name", {"search": {"trials": 2, "space": {"lam": {"log": [1, 2]}},
+                                                       "warm_start": ["../other"]}},
+     r": search.warm_start: .*'../other' is not a study name"),
+    ("no startup trials", {"search": {"trials": 2, "space": {"lam": {"log": [1, 2]}}, "startup_trials": 0}},
+     r": search.startup_trials: "),
     ("a variant the loss lacks", {"task": "shortest_path", "metric": "valid_match_path",
                                   "params": {"loss": "ss_algorithm", "epochs": 1},
                                   "grid": {"variant": ["hessian"], "lam": [1.0]}},
@@ -125,6 +142,15 @@ def test_study_errors_name_the_file_and_the_key(tmp_path, case, content, message
         load_study(path)
     text = str(error.value)
     assert text.startswith(str(path)) and "\n" not in text
+
+
+def test_objectives_single_or_several(tmp_path):
+    one = load_study(tiny_study(tmp_path, name="one"))
+    assert one.metrics == ("valid_elementwise",) and one.modes == ("max",) and not one.multi_objective
+    two = load_study(tiny_study(tmp_path, name="two", metric=["valid_elementwise", "time_total"], mode=["max", "min"],
+                                search={"trials": 2, "space": {"lam": {"log": [1, 2]}}, "warm_start": "one"}))
+    assert two.metrics == ("valid_elementwise", "time_total") and two.modes == ("max", "min") and two.multi_objective
+    assert two.search.warm_start == ("one",) and two.search.startup_trials == 10  # Optuna's n_startup_trials
 
 
 def test_missing_study_file(tmp_path):

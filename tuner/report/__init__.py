@@ -19,7 +19,8 @@ from .consistency import mixed_environments
 from .newton_system import newton_system_table
 from .plots import curves, lambda_ablation
 from .runtime import runtime_table
-from .search import rebuild_study, search_figures
+from .pareto_front import FIGURE as PARETO_FIGURE, front_table, pareto_figure, pareto_points
+from .search import FIGURES as SEARCH_FIGURES, rebuild_study, search_figures
 from .stats import formatted, results_table
 
 
@@ -33,7 +34,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     out = Path(out) if out is not None else folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     task = load_task(study.task, study.name)
-    metrics, percent, label = list(task.REPORT_METRICS), percent_metrics(task), labels(task).get(study.metric)
+    metric, mode = study.metrics[0], study.modes[0]  # the first objective: Tune's metric, the curves' y axis
+    metrics, percent, label = list(task.REPORT_METRICS), percent_metrics(task), labels(task).get(metric)
     title = f"study {study.name}: {budget(trials)}"
     compared = trials[trials["phase"] != "search"] if (trials["phase"] != "search").any() else trials
 
@@ -50,18 +52,27 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
                     caption=f"{title}: mean ± std over seeds{_scaled(metrics, percent)}; * Holm-adjusted p < 0.05 "
                             f"against the baseline (family: all tests of that metric in this table)")
     figures = []
-    if lambda_ablation(compared, study.metric, title, out / "lambda_ablation.png", label):
+    if lambda_ablation(compared, metric, title, out / "lambda_ablation.png", label):
         figures.append("lambda_ablation.png")
     for x, name in (("step", "curves_steps.png"), ("time_total", "curves_time.png")):
-        curves(compared, history, study.metric, study.mode, x, title, out / name, label)
+        curves(compared, history, metric, mode, x, title, out / name, label)
         figures.append(name)
     search = None
     if study.search is not None and (trials["phase"] == "search").any():
-        search = search_figures(rebuild_study(trials, study), title, out)
-        figures += [f for f in ("search_history.png", "search_importances.png") if (out / f).exists()]
+        search = search_figures(rebuild_study(trials, study), metric, title, out)
+        figures += [f for f in SEARCH_FIGURES if (out / f).exists()]
         (out / "search.json").write_text(json.dumps(search, indent=2, default=str))
+    front = None
+    if study.multi_objective:
+        points = pareto_points(trials, study)
+        if not points.empty:
+            front = front_table(points, study)
+            front.to_csv(out / "pareto_front.csv", index=False)
+            if len(study.metrics) == 2:
+                pareto_figure(points, study, title, out / PARETO_FIGURE, labels(task), percent_metrics(task))
+                figures.insert(0, PARETO_FIGURE)
     (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state,
-                                             _scaled(metrics, percent), warnings))
+                                             _scaled(metrics, percent), warnings, front))
     for line in warnings:
         print(f"tuner: warning: {line}", flush=True)
     with tracking_at(state["mlflow_uri"], "attaching the report to the study's parent run"):
@@ -92,11 +103,12 @@ def _scaled(metrics: list[str], percent: tuple[str, ...]) -> str:
     return "" if not shown else (", ×100" if len(shown) == len(metrics) else f"; {', '.join(shown)} ×100")
 
 
-def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled, warnings) -> str:
+def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled, warnings, front) -> str:
     lines = [f"# Report: {title}", "", study.description, ""]
     if warnings:
         lines += ["**Warning: the compared trials did not all run alike.**", ""] + [f"- {w}" for w in warnings] + [""]
-    lines += [f"Metric optimised: `{study.metric}` ({study.mode}). MLflow: `{state['mlflow_uri']}`, "
+    objectives = ", ".join(f"`{m}` ({mode})" for m, mode in zip(study.metrics, study.modes))
+    lines += [f"{'Objectives' if study.multi_objective else 'Metric optimised'}: {objectives}. MLflow: `{state['mlflow_uri']}`, "
               f"experiment {state['experiment_id']}, parent run {state['parent_run_id']}.", "",
               f"## Results (final values, mean ± std over seeds{scaled})", "",
               "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
@@ -109,12 +121,17 @@ def _markdown(study, title, pretty, runtime, system, figures, search, state, sca
                   "Smallest eigenvalue of M + λI in any logged interval, and the mean share of steps where it was "
                   "≤ 0 (the loss's mean Hessian M outgrew λ; the Newton target then goes uphill along it).", "",
                   markdown_table(system.round(4)), ""]
+    if front is not None:
+        lines += ["## Pareto front", "",
+                  f"Settings no other finished {'searched ' if study.search else ''}trial beats in every objective "
+                  f"({', '.join(f'{m} {mode}' for m, mode in zip(study.metrics, study.modes))}); one row per trial.",
+                  "", markdown_table(front.round(4)), ""]
     lines += ["## Figures", ""]
     lines += [f"![{f}]({f})" for f in figures]
     if search:
         lines += ["", "## Search", "", f"{search['complete']} of {search['trials']} searched trials completed."]
         if "best" in search:
-            lines += [f"Best: `{study.metric}` = {search['best']['value']:.4g} with {search['best']['params']} "
+            lines += [f"Best: `{study.metrics[0]}` = {search['best']['value']:.4g} with {search['best']['params']} "
                       f"(trial {search['best']['trial_id']})."]
         if "importances" in search:
             lines += ["Parameter importances (fANOVA): " + ", ".join(

@@ -1,5 +1,6 @@
 """For searched studies: rebuild the Optuna study from the tracked search-phase runs, then use Optuna's own
-optimisation-history plot and parameter importances (fANOVA)."""
+plots: optimisation history, parameter importances (fANOVA), parallel coordinates, and a contour and a slice
+plot of the two most important parameters. With several objectives these plots show the first one."""
 from __future__ import annotations
 
 import json
@@ -40,16 +41,18 @@ def rebuild_study(trials: pd.DataFrame, study: Study) -> optuna.Study:
 
 
 def _rebuild(trials: pd.DataFrame, study: Study) -> optuna.Study:
-    rebuilt = optuna.create_study(study_name=study.name, direction="maximize" if study.mode == "max" else "minimize")
+    rebuilt = optuna.create_study(study_name=study.name,
+                                  directions=["maximize" if mode == "max" else "minimize" for mode in study.modes])
     spaces = {name: distribution(p) for name, p in study.search.space.items()}
     for _, row in trials[trials["phase"] == "search"].sort_values("start_time").iterrows():
         given = json.loads(row["trial_config"]) if isinstance(row.get("trial_config"), str) else {}
         params = {name: searched_value(name, dist, given[name] if name in given else row[f"param_{name}"],
                                        row["trial_id"]) for name, dist in spaces.items()}
-        value = row.get(f"final_{study.metric}")
-        ok = row["status"] == "FINISHED" and value is not None and not pd.isna(value) and math.isfinite(float(value))
+        values = [row.get(f"final_{metric}") for metric in study.metrics]
+        ok = row["status"] == "FINISHED" and all(v is not None and not pd.isna(v) and math.isfinite(float(v))
+                                                 for v in values)
         rebuilt.add_trial(optuna.trial.create_trial(
-            params=params, distributions=spaces, value=float(value) if ok else None,
+            params=params, distributions=spaces, values=[float(v) for v in values] if ok else None,
             state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
             user_attrs={"trial_id": row["trial_id"], "run_id": row["run_id"]}))
     return rebuilt
@@ -86,34 +89,57 @@ def _same(choice, value) -> bool:
     return choice == value
 
 
-def search_figures(rebuilt: optuna.Study, title: str, out: Path) -> dict:
-    """Optimisation history and parameter importances as PNG; returns the best trial and importances."""
+FIGURES = ("search_history.png", "search_importances.png", "search_parallel.png", "search_contour.png",
+           "search_slice.png")
+
+
+def search_figures(rebuilt: optuna.Study, metric: str, title: str, out: Path) -> dict:
+    """Optuna's plots of ``metric`` (the first objective) as PNG; returns the best trial (single objective) and
+    the importances."""
     complete = [t for t in rebuilt.trials if t.state == optuna.trial.TrialState.COMPLETE]
     summary = {"trials": len(rebuilt.trials), "complete": len(complete)}
     if not complete:
         return summary
-    summary["best"] = {"value": rebuilt.best_value, "params": rebuilt.best_params,
-                       "trial_id": rebuilt.best_trial.user_attrs["trial_id"]}
+    if len(rebuilt.directions) == 1:
+        summary["best"] = {"value": rebuilt.best_value, "params": rebuilt.best_params,
+                           "trial_id": rebuilt.best_trial.user_attrs["trial_id"]}
+    target = {"target": lambda t: t.values[0], "target_name": metric}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # Optuna's matplotlib plots
-        _plots(rebuilt, complete, title, out, summary)
+        warnings.filterwarnings("ignore", "This figure includes Axes that are not compatible with tight_layout")
+        with matplotlib.rc_context():  # Optuna's plots switch matplotlib to its own style: not for the report's others
+            _plots(rebuilt, complete, target, title, out, summary)
     return summary
 
 
-def _plots(rebuilt: optuna.Study, complete: list, title: str, out: Path, summary: dict) -> None:
-    ax = optuna.visualization.matplotlib.plot_optimization_history(rebuilt)
-    ax.set_title(f"Optuna optimisation history\n{title}", fontsize=10)
-    ax.figure.tight_layout()
-    ax.figure.savefig(out / "search_history.png", dpi=130)
-    plt.close(ax.figure)
-    if len(complete) >= 2:
-        try:
-            summary["importances"] = optuna.importance.get_param_importances(rebuilt)
-        except (RuntimeError, ValueError) as error:  # e.g. every trial had the same parameters
-            summary["importances_error"] = str(error)
-        else:
-            ax = optuna.visualization.matplotlib.plot_param_importances(rebuilt)
-            ax.set_title(f"parameter importances (fANOVA)\n{title}", fontsize=10)
-            ax.figure.tight_layout()
-            ax.figure.savefig(out / "search_importances.png", dpi=130)
-            plt.close(ax.figure)
+def _plots(rebuilt: optuna.Study, complete: list, target: dict, title: str, out: Path, summary: dict) -> None:
+    plots = optuna.visualization.matplotlib
+    _save(plots.plot_optimization_history(rebuilt, **target), f"Optuna optimisation history\n{title}",
+          out / "search_history.png")
+    if len(complete) < 2:
+        return
+    try:
+        importances = optuna.importance.get_param_importances(rebuilt, target=target["target"])
+    except (RuntimeError, ValueError) as error:  # e.g. every trial had the same parameters
+        summary["importances_error"] = str(error)
+        return
+    summary["importances"] = importances
+    top = list(importances)[:2]
+    _save(plots.plot_param_importances(rebuilt, **target), f"parameter importances (fANOVA)\n{title}",
+          out / "search_importances.png")
+    _save(plots.plot_parallel_coordinate(rebuilt, **target), f"parallel coordinates\n{title}",
+          out / "search_parallel.png")
+    if len(top) == 2:
+        _save(plots.plot_contour(rebuilt, params=top, **target), f"contour: {top[0]} x {top[1]}\n{title}",
+              out / "search_contour.png")
+    _save(plots.plot_slice(rebuilt, params=top, **target), f"slice: {', '.join(top)}\n{title}",
+          out / "search_slice.png")
+
+
+def _save(ax, title: str, path: Path) -> None:
+    """Save an Optuna matplotlib plot (an Axes, or an array of them for the slice and contour plots)."""
+    figure = ax.flat[0].figure if hasattr(ax, "flat") else ax.figure
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
