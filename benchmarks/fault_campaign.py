@@ -10,6 +10,8 @@ the end. Counted from the MLflow store and the machine:
   FAILED; orphaned runs (a trial the killed driver had started but Tune had not saved: closed as KILLED, tagged,
   and replaced by the restored search);
 - metric histories with a missing or a repeated evaluation step;
+- the search's Optuna storage: trials left RUNNING, finished search runs not told to Optuna, runs told twice,
+  COMPLETE trials without a finished run, and the FAIL trials of orphaned runs;
 - Ray processes left on the machine after the campaign (raylet, gcs_server, ray:: workers).
 
     python benchmarks/fault_campaign.py [--kills 10] [--seed 0] [--out DIR]
@@ -31,6 +33,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import optuna
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -117,7 +120,7 @@ def count(store: Path) -> dict:
             continue
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid_elementwise")]
         bad_history += sorted(steps) != expected
-    return {"planned": PLANNED, "finished": dict(finished), "runs": len(runs),
+    return {"planned": PLANNED, "finished": dict(finished), "runs": len(runs), "optuna": optuna_counts(state, runs),
             "duplicated_runs": sum(n - 1 for n in keys.values() if n > 1),
             "runs_left_running": sum(r.info.status == "RUNNING" for r in runs),
             "runs_failed": sum(r.info.status == "FAILED" for r in runs),
@@ -126,8 +129,23 @@ def count(store: Path) -> dict:
             "phases_done": state["phases"], "study_failed_trials": state.get("failed")}
 
 
+def optuna_counts(state: dict, runs: list) -> dict:
+    """The search's Optuna study against its MLflow runs: one COMPLETE trial per finished search run, nothing else."""
+    trials = optuna.load_study(study_name=state["optuna_study"], storage=state["optuna_storage"]).trials
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    told = Counter(t.user_attrs.get("mlflow_run_id") for t in complete)
+    finished = {r.info.run_id for r in runs if r.data.tags["phase"] == "search" and r.info.status == "FINISHED"}
+    return {"complete": len(complete), "left_running": sum(t.state == optuna.trial.TrialState.RUNNING for t in trials),
+            "orphaned_failed": sum(bool(t.user_attrs.get("orphaned")) for t in trials),
+            "finished_runs_not_told": len(finished - set(told)), "runs_told_twice": sum(n - 1 for n in told.values() if n > 1),
+            "complete_without_a_finished_run": sum(run_id not in finished for run_id in told)}
+
+
 def healthy(counts: dict) -> bool:
+    told = counts["optuna"]
     return (counts["finished"] == counts["planned"] and counts["duplicated_runs"] == 0
+            and told["complete"] == PLANNED["search"] and told["left_running"] == 0
+            and told["finished_runs_not_told"] == told["runs_told_twice"] == told["complete_without_a_finished_run"] == 0
             and counts["runs_left_running"] == 0 and counts["runs_failed"] == 0
             and counts["histories_with_missing_or_repeated_steps"] == 0
             and counts["ray_processes_left"] == 0)
@@ -155,6 +173,11 @@ def main() -> int:
           f"{counts['orphaned_runs']} | "
           f"{counts['histories_with_missing_or_repeated_steps']} | {counts['ray_processes_left']} | "
           f"{counts['wall_s']} s |")
+    told = counts["optuna"]
+    print(f"Optuna storage: {told['complete']} COMPLETE trials of {PLANNED['search']} searched, {told['left_running']} "
+          f"left RUNNING, {told['finished_runs_not_told']} finished runs not told, {told['runs_told_twice']} told "
+          f"twice, {told['complete_without_a_finished_run']} COMPLETE without a finished run, "
+          f"{told['orphaned_failed']} orphaned (FAIL)")
     print(f"kills per phase: {counts['kills_per_phase']}; details: {folder / 'campaign.json'}")
     return 0 if healthy(counts) else 1
 
