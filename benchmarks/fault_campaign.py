@@ -2,9 +2,10 @@
 count what the study looks like at the end (issue 12).
 
 The study: a grid (2 settings x 2 seeds), an Optuna search (4 trials) and its replication (2 seeds), of short
-ranking trials (STEPS steps, an evaluation every EVAL steps). Each kill lands uniformly at random between
-``--min-wait`` and ``--max-wait`` seconds after the driver started; after the K-th kill, ``tuner resume`` runs to
-the end. Counted from the MLflow store and the machine:
+ranking trials (STEPS steps, an evaluation every EVAL steps). Each kill lands at a random moment once the driver
+has run ``--min-wait`` seconds and logged a new evaluation (so every attempt makes progress and the kills spread
+over the phases), a uniform 0 to ``--max-wait`` minus ``--min-wait`` seconds later; after the K-th kill,
+``tuner resume`` runs to the end. Counted from the MLflow store and the machine:
 
 - trials planned vs finished, per phase; duplicated runs (one phase + trial id twice); runs left RUNNING or
   FAILED; orphaned runs (a trial the killed driver had started but Tune had not saved: closed as KILLED, tagged,
@@ -22,10 +23,12 @@ version (``--kills 2``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -74,17 +77,16 @@ def run_campaign(kills: int, seed: int, folder: Path, min_wait: float, max_wait:
         driver = subprocess.Popen([*command, "--storage", str(store)], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
         if attempt < kills:
-            wait = rng.uniform(min_wait, max_wait)
-            try:
-                driver.wait(timeout=wait)
-                log.append({"attempt": attempt, "killed": False, "exit": driver.returncode, "after_s": wait})
+            waited = wait_for_kill(driver, store, rng, min_wait, max_wait)
+            if waited is None:
+                driver.wait()
+                log.append({"attempt": attempt, "killed": False, "exit": driver.returncode})
                 if driver.returncode == 0:
                     break  # the study finished before this kill
                 continue
-            except subprocess.TimeoutExpired:
-                os.killpg(driver.pid, signal.SIGKILL)
-                driver.wait()
-                log.append({"attempt": attempt, "killed": True, "after_s": round(wait, 1), "in": phase_running(store)})
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+            log.append({"attempt": attempt, "killed": True, "after_s": round(waited, 1), "in": phase_running(store)})
         else:
             _, err = driver.communicate(timeout=1800)
             log.append({"attempt": attempt, "killed": False, "exit": driver.returncode,
@@ -96,6 +98,36 @@ def run_campaign(kills: int, seed: int, folder: Path, min_wait: float, max_wait:
     counts["ray_processes_left"] = len(set(ray_processes()) - before)
     counts["log"] = log
     return counts
+
+
+def wait_for_kill(driver: subprocess.Popen, store: Path, rng: random.Random, min_wait: float,
+                  max_wait: float) -> float | None:
+    """Wait for the moment of a kill: at least ``min_wait`` s, and until this driver has logged a new evaluation
+    (so that every attempt makes progress and the kills spread over the phases; a resume spends its first ~15 s
+    starting Ray), then a uniformly random 0 to ``max_wait - min_wait`` s more. Returns the seconds waited, or
+    None when the driver exits first."""
+    started, seen = time.time(), evaluations(store)
+    while time.time() - started < min_wait or evaluations(store) <= seen:
+        if driver.poll() is not None:
+            return None
+        time.sleep(0.5)
+    try:
+        driver.wait(timeout=rng.uniform(0, max_wait - min_wait))
+        return None
+    except subprocess.TimeoutExpired:
+        return time.time() - started
+
+
+def evaluations(store: Path) -> int:
+    """Evaluation points logged so far, read from the study's SQLite tracking store (read-only)."""
+    database = store / "campaign" / "mlflow.db"
+    if not database.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as connection:
+            return connection.execute("select count(*) from metrics where key = 'valid_elementwise'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
 
 
 def phase_running(store: Path) -> str:
@@ -155,8 +187,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-wait", type=float, default=15.0, help="earliest kill, seconds after a driver starts")
-    parser.add_argument("--max-wait", type=float, default=45.0, help="latest kill, seconds after a driver starts")
+    parser.add_argument("--min-wait", type=float, default=10.0,
+                        help="earliest kill, seconds after a driver starts (and not before it logged a new evaluation)")
+    parser.add_argument("--max-wait", type=float, default=30.0,
+                        help="min-wait + the longest random delay after that first new evaluation")
     parser.add_argument("--out", type=Path, default=None, help="folder for the study and campaign.json")
     args = parser.parse_args()
     folder = args.out or Path(tempfile.mkdtemp(prefix="fault-campaign-"))

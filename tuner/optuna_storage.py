@@ -27,6 +27,7 @@ from .errors import OptunaStorageError
 from .trainable import RUN_ID_KEY
 
 DB_FILE = "optuna.db"
+OWNER = "tuner_study_folder"  # a user attribute of each Optuna study: the study folder it belongs to
 
 
 def shown_url(url: str) -> str:
@@ -53,13 +54,31 @@ def check_name_free(url: str, name: str) -> None:
                                  f"another --optuna-storage, or delete that study there (optuna delete-study)")
 
 
-def new_phase_study(url: str, name: str, directions: list[str], distributions: dict, seeded: list) -> None:
+def reserve_study(url: str, name: str, directions: list[str], owner: str) -> None:
+    """Create the (empty) Optuna study when the study starts, so that its name is taken in a shared storage from
+    then on; ``owner`` (the study's folder) says whose it is."""
+    created = optuna.create_study(storage=open_storage(url), study_name=name, directions=directions)
+    created.set_user_attr(OWNER, owner)
+
+
+def drop_study(url: str, name: str) -> None:
+    with contextlib.suppress(KeyError):
+        optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def new_phase_study(url: str, name: str, directions: list[str], distributions: dict, seeded: list, owner: str) -> None:
     """Create the phase's Optuna study afresh (a phase started anew after a kill drops its earlier copy) and add
-    the ``seeded`` warm-start trials, with their origin as user attributes (the dashboard shows them)."""
+    the ``seeded`` warm-start trials, with their origin as user attributes (the dashboard shows them). A study
+    of that name that another study folder reserved is refused, never dropped."""
     storage = open_storage(url)
     with contextlib.suppress(KeyError):
+        existing = optuna.load_study(study_name=name, storage=storage).user_attrs.get(OWNER, owner)
+        if existing != owner:
+            raise OptunaStorageError(f"the Optuna storage {shown_url(url)} holds a study named {name!r} that belongs "
+                                     f"to the study in {existing}, not to this one ({owner})")
         optuna.delete_study(study_name=name, storage=storage)
     study = optuna.create_study(storage=storage, study_name=name, directions=directions)
+    study.set_user_attr(OWNER, owner)
     for trial in seeded:
         study.add_trial(optuna.trial.create_trial(params=trial["params"], distributions=distributions,
                                                   values=trial["values"], user_attrs=trial["user_attrs"]))

@@ -28,8 +28,8 @@ from tasks import TASKS
 from .callbacks import TRACKING_FAILURES, MlflowStatus, TrialSummary
 from .environment import git_state
 from .errors import ClusterUnreachableError, TrackingError, TunerError
-from .optuna_storage import (DB_FILE, StoredOptunaSearch, check_name_free, new_phase_study, open_storage,
-                             warm_start_trials)
+from .optuna_storage import (DB_FILE, StoredOptunaSearch, check_name_free, drop_study, new_phase_study, open_storage,
+                             reserve_study, warm_start_trials)
 from .pareto import pareto_mask
 from .storage import atomic_filesystem
 from .study import NAME, SearchParam, Study, StudyError, check_study
@@ -93,9 +93,12 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
     check_resources_fit(study)
     uri = mlflow_uri or sqlite_uri(folder)
     check_tracking_fits_cluster(uri)
-    created = not folder.exists()
+    created, reserved = not folder.exists(), False
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if optuna_storage:  # a shared storage: the study's name is taken there from now on
+            reserve_study(optuna_storage, study.name, _directions(study), str(folder))
+            reserved = True
         with tracking_at(uri, f"creating the experiment of study {study.name!r}"):
             experiment_id = prepare_experiment(uri, study.name, folder / "artifacts")
             git = git_state(Path(__file__).resolve().parent)
@@ -109,6 +112,8 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
     except BaseException:
         if created:  # nothing half-written: the folder goes with the failed setup
             shutil.rmtree(folder, ignore_errors=True)
+        if reserved:
+            drop_study(optuna_storage, study.name)
         raise
     return _run_phases(folder, state)
 
@@ -317,13 +322,16 @@ def _new_searcher(folder: Path, state: dict[str, Any], study: Study, distributio
     seeded, lines = warm_start_trials(warm_start_sources(study, folder.parent), study, distributions)
     for line in lines:
         print(f"tuner: {line}", flush=True)
-    directions = ["maximize" if mode == "max" else "minimize" for mode in study.modes]
-    new_phase_study(url, name, directions, distributions, seeded)
+    new_phase_study(url, name, _directions(study), distributions, seeded, str(folder))
     single = not study.multi_objective
     return StoredOptunaSearch(url, name, TASKS.get(study.task).METRICS,
                               metric=study.metrics[0] if single else list(study.metrics),
                               mode=study.modes[0] if single else list(study.modes),
                               sampler=TPESampler(seed=search.sampler_seed, n_startup_trials=search.startup_trials))
+
+
+def _directions(study: Study) -> list[str]:
+    return ["maximize" if mode == "max" else "minimize" for mode in study.modes]
 
 
 def checkpoint_period(phase: str) -> str:

@@ -20,3 +20,6 @@ def test_two_random_kills_leave_a_complete_study_and_no_ray_processes(tmp_path):
     assert counts["kills"] == 2 and counts["finished"] == counts["planned"]
     assert counts["duplicated_runs"] == counts["runs_left_running"] == counts["runs_failed"] == 0
     assert counts["histories_with_missing_or_repeated_steps"] == 0 and counts["ray_processes_left"] == 0
+    told = counts["optuna"]  # the search's Optuna storage agrees with its runs
+    assert told["complete"] == counts["planned"]["search"] and told["left_running"] == 0
+    assert told["finished_runs_not_told"] == told["runs_told_twice"] == told["complete_without_a_finished_run"] == 0

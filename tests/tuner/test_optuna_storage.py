@@ -12,7 +12,8 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.errors import OptunaStorageError
-from tuner.optuna_storage import StoredOptunaSearch, check_name_free, new_phase_study, open_storage, warm_start_trials
+from tuner.optuna_storage import (StoredOptunaSearch, check_name_free, new_phase_study, open_storage, reserve_study,
+                                  warm_start_trials)
 from tuner.study import Study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -32,7 +33,7 @@ def searcher(url):
 
 def test_restore_after_a_kill_neither_loses_nor_repeats_a_trial(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    new_phase_study(url, "s", ["maximize"], OptunaSearch.convert_search_space(SPACE), [])
+    new_phase_study(url, "s", ["maximize"], OptunaSearch.convert_search_space(SPACE), [], "/here")
     pickled_at_start = pickle.dumps(StoredOptunaSearch(url, "s", KEPT, metric="acc", mode="max",
                                                        sampler=TPESampler(seed=0)))  # tuner.pkl
     first = searcher(url)
@@ -72,7 +73,7 @@ def test_restore_after_a_kill_neither_loses_nor_repeats_a_trial(tmp_path):
 
 def test_two_objectives_are_told_as_values(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    new_phase_study(url, "s", ["maximize", "minimize"], OptunaSearch.convert_search_space(SPACE), [])
+    new_phase_study(url, "s", ["maximize", "minimize"], OptunaSearch.convert_search_space(SPACE), [], "/here")
     two = StoredOptunaSearch(url, "s", KEPT, metric=["acc", "time_total"], mode=["max", "min"], sampler=TPESampler(seed=0))
     two.set_search_properties("acc", "max", SPACE)  # Tune passes the first objective only
     two.suggest("a")
@@ -85,7 +86,7 @@ def test_two_objectives_are_told_as_values(tmp_path):
 def test_warm_start_maps_trials_by_name_and_skips_the_rest(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old_space = {"lam": tune.loguniform(0.001, 1000), "tau": tune.choice([0.5, 1.0])}
-    new_phase_study(url, "old", ["maximize"], OptunaSearch.convert_search_space(old_space), [])
+    new_phase_study(url, "old", ["maximize"], OptunaSearch.convert_search_space(old_space), [], "/old")
     old = optuna.load_study(study_name="old", storage=url)
     cases = [({"lam": 0.1, "tau": 0.5}, 0.61), ({"lam": 500.0, "tau": 1.0}, 0.62),  # lam outside the new range
              ({"lam": 1.0, "tau": 1.0}, 0.63), ({"lam": 2.0, "tau": 0.5}, None)]  # no metrics: skipped
@@ -106,7 +107,7 @@ def test_warm_start_maps_trials_by_name_and_skips_the_rest(tmp_path):
     assert lines == ["warm start from study 'old': 2 trial(s) seed the search, 2 skipped (outside this search space "
                      "or without its metrics), 1 unfinished"]
     new_url = f"sqlite:///{tmp_path / 'new.db'}"
-    new_phase_study(new_url, "new", ["maximize", "minimize"], dists, seeded)
+    new_phase_study(new_url, "new", ["maximize", "minimize"], dists, seeded, "/new")
     made = optuna.load_study(study_name="new", storage=new_url)
     assert [t.user_attrs["warm_start"] for t in made.trials] == ["old", "old"] and made.directions[1].name == "MINIMIZE"
 
@@ -118,7 +119,12 @@ def test_storage_errors_are_one_line(tmp_path):
     with pytest.raises(OptunaStorageError, match="cannot open the Optuna storage nosuchdb://x"):
         open_storage("nosuchdb://x")
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    new_phase_study(url, "taken", ["maximize"], {}, [])
+    reserve_study(url, "taken", ["maximize"], "/studies/taken")
     with pytest.raises(OptunaStorageError, match=r"already holds a study named 'taken'"):
         check_name_free(url, "taken")
     check_name_free(url, "free")
+    # starting the search phase anew replaces the study's own copy, never another folder's study of that name
+    new_phase_study(url, "taken", ["maximize"], {}, [], "/studies/taken")
+    with pytest.raises(OptunaStorageError, match=r"belongs to the study in /studies/taken, not to this one \(/elsewhere/taken\)"):
+        new_phase_study(url, "taken", ["maximize"], {}, [], "/elsewhere/taken")
+    assert optuna.load_study(study_name="taken", storage=url).user_attrs["tuner_study_folder"] == "/studies/taken"

@@ -64,3 +64,28 @@ def test_eight_concurrent_trials_log_everything_once_to_postgres(tmp_path, track
     assert reported.returncode == 0, reported.stderr[-3000:]
     table = pd.read_csv(tmp_path / "store" / "pg" / "report" / "results.csv")
     assert list(table["seeds"]) == [4, 4]
+
+
+def test_search_keeps_its_optuna_study_on_the_same_postgres_server(tmp_path, tracking_server):
+    """The cluster recipe's Optuna storage: a database of its own (``optuna``) on the tracking's PostgreSQL server;
+    a second study of the same name is refused there before anything is written."""
+    import optuna
+
+    url, database = tracking_server
+    optuna_url = database.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/optuna"
+    path = tiny_study(tmp_path, name="pgsearch", grid=[], resources={"cpu": 0.5}, max_concurrent=3,
+                      search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
+                              "replicate": False})
+    result = run_tuner("run", path, "--storage", tmp_path / "store", "--mlflow-uri", url,
+                       "--optuna-storage", optuna_url, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((tmp_path / "store" / "pgsearch" / "study.json").read_text())
+    assert state["optuna_storage"] == optuna_url
+    trials = optuna.load_study(study_name="pgsearch", storage=optuna_url).trials
+    runs = MlflowClient(url).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert sorted(t.user_attrs["mlflow_run_id"] for t in trials) == sorted(r.info.run_id for r in runs)
+
+    again = run_tuner("run", path, "--storage", tmp_path / "other", "--mlflow-uri", url, "--optuna-storage", optuna_url)
+    assert again.returncode == 2 and "already holds a study named 'pgsearch'" in again.stderr
+    assert again.stderr.strip().count("\n") == 0 and not (tmp_path / "other").exists()

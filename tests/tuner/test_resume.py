@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -79,6 +80,16 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
     for run in runs:
         if before.get(run.data.tags["trial_id"]) == "FINISHED":
             assert "resumed_from_step" not in run.data.tags, "a finished trial was trained again"
+    # the search's Optuna study (its RDB storage) agrees: one COMPLETE trial per searched run, none left running
+    state = json.loads((store / "slow" / "study.json").read_text())
+    stored = optuna.load_study(study_name=state["optuna_study"], storage=state["optuna_storage"]).trials
+    complete = [t for t in stored if t.state == optuna.trial.TrialState.COMPLETE]
+    search_runs = [r for r in runs if r.data.tags["phase"] == "search"]
+    assert sorted(t.user_attrs["mlflow_run_id"] for t in complete) == sorted(r.info.run_id for r in search_runs)
+    for trial in complete:
+        (run,) = [r for r in search_runs if r.info.run_id == trial.user_attrs["mlflow_run_id"]]
+        assert trial.value == run.data.metrics["valid_elementwise"]
+    assert all(t.user_attrs.get("orphaned") for t in stored if t.state != optuna.trial.TrialState.COMPLETE)
     continued = [r for r in runs if before.get(r.data.tags["trial_id"]) == "RUNNING"]
     assert continued and all(r.data.tags.get("resumed") == "true" for r in continued)
     assert any(0 < int(r.data.tags.get("resumed_from_step", 0)) < 360 for r in continued), \
