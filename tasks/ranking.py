@@ -40,7 +40,7 @@ METRICS = ("train_loss", "valid_exact", "valid_elementwise", "test_exact", "test
 PERCENT_METRICS = ("valid_exact", "valid_elementwise", "test_exact", "test_elementwise")
 METRIC_LABELS = {"valid_elementwise": "element-wise rank accuracy (valid)", "valid_exact": "exact-match accuracy (valid)",
                  "test_elementwise": "element-wise rank accuracy (test)", "test_exact": "exact-match accuracy (test)",
-                 "train_loss": "training loss (BCE)"}
+                 "train_loss": "training loss (BCE)", "time_total": "time: training + evaluation (s)"}
 
 Report = Callable[[dict[str, float], dict[str, Any]], None]
 

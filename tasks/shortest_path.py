@@ -44,7 +44,8 @@ METRICS = ("train_loss", "valid_match_path", "valid_match_cost", "valid_cost_rat
 PERCENT_METRICS = ("valid_match_path", "valid_match_cost", "test_match_path", "test_match_cost")
 METRIC_LABELS = {"valid_match_path": "perfect paths (valid)", "valid_match_cost": "optimal-cost paths (valid)",
                  "test_match_path": "perfect paths (test)", "test_match_cost": "optimal-cost paths (test)",
-                 "valid_cost_ratio": "path cost / optimum (valid)", "train_loss": "training loss"}
+                 "valid_cost_ratio": "path cost / optimum (valid)", "train_loss": "training loss",
+                 "time_total": "time: training + evaluation (s)"}
 
 Report = Callable[[dict[str, float], dict[str, Any]], None]
 

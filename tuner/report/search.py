@@ -118,14 +118,16 @@ def _plots(rebuilt: optuna.Study, complete: list, target: dict, title: str, out:
           out / "search_history.png")
     if len(complete) < 2:
         return
+    # fANOVA, named: Optuna 5's default is PED-ANOVA, which ranks parameters by how they reach *low* target values
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
-        importances = optuna.importance.get_param_importances(rebuilt, target=target["target"])
+        importances = optuna.importance.get_param_importances(rebuilt, evaluator=evaluator, target=target["target"])
     except (RuntimeError, ValueError) as error:  # e.g. every trial had the same parameters
         summary["importances_error"] = str(error)
         return
     summary["importances"] = importances
     top = list(importances)[:2]
-    _save(plots.plot_param_importances(rebuilt, **target), f"parameter importances (fANOVA)\n{title}",
+    _save(plots.plot_param_importances(rebuilt, evaluator=evaluator, **target), f"parameter importances (fANOVA)\n{title}",
           out / "search_importances.png")
     _save(plots.plot_parallel_coordinate(rebuilt, **target), f"parallel coordinates\n{title}",
           out / "search_parallel.png")
