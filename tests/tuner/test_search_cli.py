@@ -96,7 +96,7 @@ def test_warm_start_seeds_the_sampler_and_the_dashboard_shows_it(tmp_path):
     port = free_port()
     with serving([TUNER, "dashboard", "warm", "--storage", str(store), "--port", str(port)],
                  f"http://127.0.0.1:{port}/api/studies"):
-        studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies"))["studies"]
+        studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]
         (entry,) = [s for s in studies if s["study_name"] == "warm"]
         detail = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{entry['study_id']}"))
     shown = [{a["key"]: a["value"] for a in t["user_attrs"]} for t in detail["trials"]]
