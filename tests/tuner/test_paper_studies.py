@@ -5,6 +5,7 @@ Validation (test_study) only checks configs against the task's ``check``; this c
 (a loss that fails for one sample count, a λ whose Newton system is singular, a norm a family does not support).
 The full smoke runs through the CLI (Ray, MLflow, reports) are recorded in the README; they take too long for CI.
 """
+import itertools
 import math
 
 import pytest
@@ -49,3 +50,27 @@ def test_every_config_of_the_paper_study_trains(name):
         assert all(0.0 <= final[key] <= 1.0 for key in task.REPORT_METRICS), (config, final)
         finals.append(final["train_loss"])
     assert len(set(finals)) > 1  # the second step differs: the configs are not all the same run
+
+
+SEARCHED_STUDIES = ["pareto_ranking", "pareto_shortest_path", "lambda_search", "quickstart"]
+
+
+def search_corners(name):
+    """Every combination of the search space's corners (each bound of a range, each choice) over the fixed part."""
+    path = REPO / "studies" / f"{name}.yaml"
+    study = load_study(path, "smoke" if "smoke" in load_study(path).scales else None)
+    names = list(study.search.space)
+    combos = itertools.product(*(study.search.space[k].corners() for k in names))
+    return study, [{**study.search_base(), **dict(zip(names, values))} for values in combos]
+
+
+@pytest.mark.parametrize("name", SEARCHED_STUDIES)
+def test_every_corner_of_a_searched_study_trains_and_reports_its_objectives(name):
+    study, configs = search_corners(name)
+    task = TASKS.get(study.task)
+    assert len(configs) >= 2
+    for config in configs:
+        reports = []
+        task.train({**config, **SHRINK[study.task]}, lambda metrics, state: reports.append(metrics))
+        final = reports[-1]
+        assert all(math.isfinite(final[metric]) for metric in study.metrics), (config, final)
