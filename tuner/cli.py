@@ -78,10 +78,12 @@ def cmd_ui(args) -> int:
         print(f"this study logs to the MLflow server {uri}: open {uri.rstrip('/')}/#/experiments/"
               f"{state['experiment_id']}/runs in a browser")
         return 0
-    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    # this environment's MLflow, whether or not its bin folder is on PATH (a venv used without activating it)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(args.port)]
     print(f"MLflow dashboard for {state['study']['name']!r}: http://127.0.0.1:{args.port}/#/experiments/"
           f"{state['experiment_id']}/runs  (Ctrl-C to stop)", flush=True)
-    os.execvp(command[0], command)
+    os.execv(command[0], command)
 
 
 def cmd_dashboard(args) -> int:
