@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import optuna
 import ray
 from optuna.samplers import TPESampler
 from ray import tune
@@ -97,7 +98,7 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if optuna_storage:  # a shared storage: the study's name is taken there from now on
-            reserve_study(optuna_storage, study.name, _directions(study), str(folder))
+            reserve_study(optuna_storage, study.name, study.directions, str(folder))
             reserved = True
         with tracking_at(uri, f"creating the experiment of study {study.name!r}"):
             experiment_id = prepare_experiment(uri, study.name, folder / "artifacts")
@@ -322,16 +323,12 @@ def _new_searcher(folder: Path, state: dict[str, Any], study: Study, distributio
     seeded, lines = warm_start_trials(warm_start_sources(study, folder.parent), study, distributions)
     for line in lines:
         print(f"tuner: {line}", flush=True)
-    new_phase_study(url, name, _directions(study), distributions, seeded, str(folder))
+    new_phase_study(url, name, study.directions, distributions, seeded, str(folder))
     single = not study.multi_objective
     return StoredOptunaSearch(url, name, TASKS.get(study.task).METRICS,
                               metric=study.metrics[0] if single else list(study.metrics),
                               mode=study.modes[0] if single else list(study.modes),
                               sampler=TPESampler(seed=search.sampler_seed, n_startup_trials=search.startup_trials))
-
-
-def _directions(study: Study) -> list[str]:
-    return ["maximize" if mode == "max" else "minimize" for mode in study.modes]
 
 
 def checkpoint_period(phase: str) -> str:
@@ -382,8 +379,6 @@ def _best_config(results, study: Study) -> dict[str, Any]:
 
 def _front_configs(state: dict[str, Any], study: Study) -> list[dict[str, Any]]:
     """The settings on the search's Pareto front (its own finished trials, not the warm-start ones), each once."""
-    import optuna
-
     found = optuna.load_study(study_name=state["optuna_study"], storage=open_storage(state["optuna_storage"]))
     done = [t for t in found.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
             if "warm_start" not in t.user_attrs]

@@ -208,6 +208,11 @@ class Study(_Frozen):
         return self.mode if isinstance(self.mode, tuple) else (self.mode,)
 
     @property
+    def directions(self) -> list[str]:
+        """The objectives' directions as Optuna names them."""
+        return ["maximize" if mode == "max" else "minimize" for mode in self.modes]
+
+    @property
     def multi_objective(self) -> bool:
         return len(self.metrics) > 1
 

@@ -25,10 +25,11 @@ def pareto_points(trials: pd.DataFrame, study: Study) -> pd.DataFrame:
     objective, the settings the study varies as columns, and ``on_front``."""
     pool = trials[trials["phase"] == "search"] if study.search is not None else trials
     columns = [f"final_{m}" for m in study.metrics]
-    pool = pool[(pool["status"] == "FINISHED")].dropna(subset=[c for c in columns if c in pool]).copy()
-    if pool.empty or not all(c in pool for c in columns):
+    if not all(c in pool for c in columns):
         return pd.DataFrame()
-    pool = pool[np.isfinite(pool[columns].astype(float)).all(axis=1)]
+    pool = pool[(pool["status"] == "FINISHED") & np.isfinite(pool[columns].astype(float)).all(axis=1)]
+    if pool.empty:
+        return pd.DataFrame()
     configs = [json.loads(c) if isinstance(c, str) else {} for c in pool.get("trial_config", [None] * len(pool))]
     shown = [k for k in study.shown_keys() if k != "seed"]
     table = pd.DataFrame({"trial": pool["run_name"].values})

@@ -41,8 +41,7 @@ def rebuild_study(trials: pd.DataFrame, study: Study) -> optuna.Study:
 
 
 def _rebuild(trials: pd.DataFrame, study: Study) -> optuna.Study:
-    rebuilt = optuna.create_study(study_name=study.name,
-                                  directions=["maximize" if mode == "max" else "minimize" for mode in study.modes])
+    rebuilt = optuna.create_study(study_name=study.name, directions=study.directions)
     spaces = {name: distribution(p) for name, p in study.search.space.items()}
     for _, row in trials[trials["phase"] == "search"].sort_values("start_time").iterrows():
         given = json.loads(row["trial_config"]) if isinstance(row.get("trial_config"), str) else {}
