@@ -29,11 +29,15 @@ from tuner.tracking import sqlite_uri
 METRICS, STEPS, REPS = 10, 20, 3
 
 
+EXECUTION = "bench-execution"  # the parent run id every trial run of one execution carries
+
+
 def fill_store(uri: str, runs: int) -> str:
     client = MlflowClient(uri)
     experiment = client.create_experiment("bench")
     for i in range(runs):
-        run = client.create_run(experiment, tags={"role": "trial", "phase": "grid", "trial_id": f"t{i:04d}"})
+        run = client.create_run(experiment, tags={"role": "trial", "phase": "grid", "trial_id": f"t{i:04d}",
+                                                  "mlflow.parentRunId": EXECUTION})
         metrics = [Metric(f"metric_{k}", float(i * k + s), 0, s) for k in range(METRICS) for s in range(STEPS)]
         for start in range(0, len(metrics), 1000):
             client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
@@ -62,11 +66,11 @@ def serve(uri: str) -> tuple[subprocess.Popen, str]:
 def timed(uri: str, experiment: str, fetchers: int) -> tuple[float, int]:
     """Median seconds to read the study, and the number of history rows read."""
     export.HISTORY_FETCHERS = fetchers  # used for server URIs only; SQLite is always read by one thread
-    export.study_tables(uri, experiment)  # warm-up
+    export.study_tables(uri, experiment, EXECUTION)  # warm-up
     times = []
     for _ in range(REPS):
         start = time.perf_counter()
-        _, history = export.study_tables(uri, experiment)
+        _, history = export.study_tables(uri, experiment, EXECUTION)
         times.append(time.perf_counter() - start)
     return statistics.median(times), len(history)
 

@@ -17,7 +17,7 @@ short keeps what it measured):
 5. ``packing``: four short ranking trials at once through ``tuner run`` with ``resources: {gpu: 0.25}``, against
    one alone: each trial's steps/s and its process's peak GPU memory (``nvidia-smi``, CUDA context included).
 6. ``determinism``: two identical short runs of the task compared metric by metric (the tasks turn on PyTorch's
-   deterministic algorithms on CUDA, ``tasks.runtime.pick_device``), and what that costs per step.
+   deterministic algorithms on CUDA, ``tasks.training.pick_device``), and what that costs per step.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ from tasks import ranking  # noqa: E402
 from tasks.mnist_digits import load_digits  # noqa: E402
 from tasks.multi_digit import MultiDigitSets  # noqa: E402
 from tasks.ranking import RankingCNN  # noqa: E402
-from tasks.runtime import pick_device  # noqa: E402
+from tasks.training import pick_device  # noqa: E402
 
 RANKING = ["neuralsort", "softsort", "logistic_dsn", "cauchy_dsn"]
 TUNER = str(Path(sys.executable).parent / "tuner")

@@ -10,7 +10,7 @@ measures:
 - the fixed cost per trial: wall time x concurrency / N, against the same ``train()`` called bare in this process
   (warm, median of 20), and what that cost is for a trial of a minute;
 - the study folder's size on disk, and the size of Tune's experiment state and the time Tune took for its last
-  save of it (a grid saves it on Tune's adaptive period, see ``tuner.runner.checkpoint_period``).
+  save of it (a grid saves it on Tune's adaptive period, see ``tuner.phases.checkpoint_period``).
 
     python benchmarks/many_trials.py [--trials 100 250 500] [--out DIR]
 """

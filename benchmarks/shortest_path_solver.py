@@ -19,7 +19,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from losses import shortest_paths
-from losses.shortest_path import NEIGHBOURS, solve_by_relaxation
+from losses.shortest_path.grid import NEIGHBOURS
+from losses.shortest_path.solver import solve_by_relaxation
 
 TERRAIN = torch.tensor([0.8, 1.2, 5.3, 7.7, 9.2])
 

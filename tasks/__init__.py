@@ -1,5 +1,5 @@
 """Task trainables: one file per task, each meeting the task contract (``tasks/contract.py``)."""
-from losses.registry import Registry
+from registry import Registry
 
 from .contract import Task, check_task
 

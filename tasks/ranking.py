@@ -11,12 +11,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from losses import make_objective, ranking_accuracy
+from losses import ranking_accuracy
 
 from .mnist_digits import describe_source, load_digits
 from .multi_digit import MultiDigitSets, fixed_sets, hash_seed
-from .runtime import (Stopwatch, build_loss, check_positive, describe_loss, objective_gradient, pick_device,
-                      resolve_config, restore_rng_state, rng_state, seed_everything)
+from .training import (Setup, Stopwatch, describe_loss, evaluation, pick_device, prepare, resolve_config,
+                       restore_rng_state, rng_state, seed_everything, train_step)
 
 DEFAULTS: dict[str, Any] = {
     "n": 5,                 # set size; the paper uses 5, 10 (and 15 for Cauchy DSN)
@@ -72,27 +72,30 @@ def total_steps(config: dict[str, Any]) -> int:
     return resolve_config(config, DEFAULTS, "ranking")["steps"]
 
 
+def setup(config: dict[str, Any]) -> Setup:
+    """The run's resolved config, loss and objective; every error ``train`` would raise for the config."""
+    return prepare(config, DEFAULTS, LOSS_KIND, "ranking", ("n", "steps", "batch_size", "eval_every", "eval_sets"),
+                   {"n": 2})
+
+
 def check(config: dict[str, Any]) -> None:
     """Raise the error ``train`` would raise for this config, without loading data or training."""
-    cfg = resolve_config(config, DEFAULTS, "ranking")
-    build_loss(cfg, LOSS_KIND, "ranking")
-    check_positive(cfg, "ranking", ("n", "steps", "batch_size", "eval_every", "eval_sets"), {"n": 2})
+    setup(config)
 
 
 def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None = None) -> dict[str, float]:
     """Train and evaluate; returns the last metrics. See the module docstring for ``report``."""
-    check(config)
-    cfg = resolve_config(config, DEFAULTS, "ranking")
+    run = setup(config)
+    cfg = run.cfg
     device = pick_device(cfg["device"])
     seed_everything(cfg["seed"])
     digits = load_digits(cfg["data_dir"])
     pools = {split: MultiDigitSets(*getattr(digits, split), device) for split in ("train", "valid", "test")}
-    evaluation = {split: fixed_sets(pools[split], cfg["eval_sets"], cfg["n"], cfg["data_seed"], split)
+    fixed = {split: fixed_sets(pools[split], cfg["eval_sets"], cfg["n"], cfg["data_seed"], split)
                   for split in ("valid", "test")}
 
     model = RankingCNN().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    objective = make_objective(build_loss(cfg, LOSS_KIND, "ranking"), cfg["variant"], cfg["lam"])
     generator = torch.Generator().manual_seed(hash_seed(cfg["seed"], "train"))
     step, loss_sum, loss_count, timers = 0, 0.0, 0, None
     if resume is not None:
@@ -103,28 +106,13 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
     clock = Stopwatch(device, timers)
     metrics: dict[str, float] = {}
 
+    draw = lambda: pools["train"].draw(cfg["batch_size"], cfg["n"], generator)  # noqa: E731
     while step < cfg["steps"]:
-        clock.start()
-        images, values = pools["train"].draw(cfg["batch_size"], cfg["n"], generator)
-        clock.lap("data")
-        scores = model.score(images)
-        clock.lap("network")
-        grad, value = objective_gradient(objective, scores, values, step + 1, cfg)
-        clock.lap("loss")
-        optimizer.zero_grad(set_to_none=True)
-        scores.backward(grad)
-        optimizer.step()
-        clock.lap("network")
+        value = train_step(run, clock, optimizer, draw, model.score, step + 1)
         step += 1
         loss_sum, loss_count = loss_sum + value, loss_count + 1
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
-            clock.start()
-            metrics = {"step": step, "train_loss": loss_sum / loss_count, **_evaluate(model, evaluation)}
-            if objective.monitor is not None:  # the Hessian variant: was M + lam I positive definite?
-                metrics.update(objective.monitor.take())
-            clock.lap("eval")
-            metrics.update({f"time_{k}": v for k, v in clock.totals.items()})
-            metrics["time_total"] = sum(clock.totals.values())
+            metrics = evaluation(run, clock, step, loss_sum / loss_count, lambda: _evaluate(model, fixed))
             loss_sum, loss_count = 0.0, 0
             report(metrics, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "rng": rng_state(generator), "timers": dict(clock.totals)})

@@ -14,11 +14,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from losses import make_objective
-from losses.grid_paths import solve_flat
+from losses.shortest_path.estimated import solve_flat
 
-from .runtime import (Stopwatch, build_loss, check_positive, describe_loss, objective_gradient, pick_device, resolve_config, restore_rng_state,
-                      rng_state, seed_everything)
+from .training import (Setup, Stopwatch, describe_loss, evaluation, pick_device, prepare, resolve_config,
+                       restore_rng_state, rng_state, seed_everything, train_step)
 from .warcraft_data import ENV_VAR, cached_generated, load_warcraft
 from .warcraft_model import CombResnet18, channel_stats
 
@@ -66,16 +65,19 @@ def total_steps(config: dict[str, Any]) -> int:
     return cfg["epochs"] * math.ceil(size / cfg["batch_size"])
 
 
+def setup(config: dict[str, Any]) -> Setup:
+    """The run's resolved config, loss and objective; every error ``train`` would raise for the config."""
+    return prepare(config, DEFAULTS, LOSS_KIND, "shortest_path", ("epochs", "batch_size", "train_size", "eval_size"))
+
+
 def check(config: dict[str, Any]) -> None:
-    cfg = resolve_config(config, DEFAULTS, "shortest_path")
-    build_loss(cfg, LOSS_KIND, "shortest_path")
-    check_positive(cfg, "shortest_path", ("epochs", "batch_size", "train_size", "eval_size"))
+    setup(config)
 
 
 def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None = None) -> dict[str, float]:
     """Train and evaluate after every epoch; ``report(metrics, state)`` as in the ranking task."""
-    check(config)
-    cfg = resolve_config(config, DEFAULTS, "shortest_path")
+    run = setup(config)
+    cfg = run.cfg
     device = pick_device(cfg["device"])
     seed_everything(cfg["seed"])
     data = _load(cfg)
@@ -85,7 +87,6 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     milestones = [round(0.6 * cfg["epochs"]), round(0.8 * cfg["epochs"])]
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    objective = make_objective(build_loss(cfg, LOSS_KIND, "shortest_path"), cfg["variant"], cfg["lam"])
     generator = torch.Generator().manual_seed(cfg["seed"])
     epoch, step, timers = 0, 0, None
     if resume is not None:
@@ -99,27 +100,13 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
     while epoch < cfg["epochs"]:
         loss_sum, batches = 0.0, 0
         for idx in torch.randperm(len(train_maps), generator=generator).split(cfg["batch_size"]):
-            clock.start()
-            maps, target = train_maps[idx].to(device), train_paths[idx].to(device)
-            clock.lap("data")
-            costs = model(maps).flatten(1)
-            clock.lap("network")
-            grad, value = objective_gradient(objective, costs, target, step + 1, cfg, torch.float64)
-            clock.lap("loss")
-            optimizer.zero_grad(set_to_none=True)
-            costs.backward(grad)
-            optimizer.step()
-            clock.lap("network")
+            batch = lambda: (train_maps[idx].to(device), train_paths[idx].to(device))  # noqa: E731
+            value = train_step(run, clock, optimizer, batch, lambda maps: model(maps).flatten(1), step + 1,
+                               torch.float64)
             step, loss_sum, batches = step + 1, loss_sum + value, batches + 1
         schedule.step()
         epoch += 1
-        clock.start()
-        metrics = {"step": step, "epoch": epoch, "train_loss": loss_sum / batches,
-                   **_evaluate(model, data, device)}
-        if objective.monitor is not None:  # the Hessian variant: was M + lam I positive definite?
-            metrics.update(objective.monitor.take())
-        clock.lap("eval")
-        metrics.update({f"time_{k}": v for k, v in clock.totals.items()}, time_total=sum(clock.totals.values()))
+        metrics = evaluation(run, clock, step, loss_sum / batches, lambda: _evaluate(model, data, device), epoch=epoch)
         report(metrics, {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "schedule": schedule.state_dict(), "rng": rng_state(generator), "timers": dict(clock.totals)})
     return metrics

@@ -1,4 +1,6 @@
-"""Study YAML -> Ray Tune + Optuna -> every trial in MLflow."""
-from .study import Study, StudyError, load_study
+"""Study YAML -> Ray Tune (+ Optuna) -> MLflow: the Newton-loss ablation platform's driver."""
+from .errors import StudyError
+from .study import Study
+from .study_file import load_study
 
 __all__ = ["Study", "StudyError", "load_study"]

@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
-
 from ray.tune import Callback
 
 from .errors import TrackingError
+from .state import TrialContext
 from .trainable import trial_config
 from .tracking import finish_trial_run
-
-TRACKING_FAILURES: list[TrackingError] = []  # this driver's; Tune wraps a callback's exception in a TuneError
 
 
 class MlflowStatus(Callback):
@@ -19,11 +16,12 @@ class MlflowStatus(Callback):
 
     If the tracking store does not answer, its ``TrackingError`` ends the phase at once, as a killed driver
     would (every further trial would fail the same way); Tune's saved state lets ``tuner resume`` continue.
-    Tune hands the error on wrapped in a ``TuneError``, so it is also kept in ``TRACKING_FAILURES``.
+    Tune hands the error on wrapped in a ``TuneError``; the original stays in ``failures`` for the driver.
     """
 
-    def __init__(self, meta: dict[str, Any], keep_checkpoints: bool = False):
-        self.meta, self.keep_checkpoints = meta, keep_checkpoints
+    def __init__(self, context: TrialContext, keep_checkpoints: bool = False):
+        self.context, self.keep_checkpoints = context, keep_checkpoints
+        self.failures: list[TrackingError] = []
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, "FINISHED")
@@ -34,12 +32,14 @@ class MlflowStatus(Callback):
         self._finish(trial, "FAILED", _error(trial))
 
     def _finish(self, trial, status, error=None):
-        m = self.meta
         try:
-            finish_trial_run(m["mlflow_uri"], m["experiment_id"], m["phase"], trial.trial_id, status, error)
+            finish_trial_run(self.context, trial.trial_id, status, error)
         except TrackingError as failure:
-            TRACKING_FAILURES.append(failure)
+            self.failures.append(failure)
             raise
+
+    def __getstate__(self):  # Tune saves its callbacks with its state: the failures of this driver stay here
+        return {**self.__dict__, "failures": []}
 
 
 class TrialSummary(Callback):

@@ -21,7 +21,7 @@ DEFAULT_STORAGE = "tuner_results"
 
 
 def cmd_validate(args) -> int:
-    from .study import load_study
+    from .study_file import load_study
 
     for path in args.files:
         for scale in [None, *load_study(path).scales]:
@@ -34,17 +34,21 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from .credentials import move_to_environment, split_credentials
     from .runner import run_study
-    from .study import load_study
+    from .study_file import load_study
 
+    mlflow_uri, mlflow_env = split_credentials(args.mlflow_uri, "--mlflow-uri")
+    optuna_url, optuna_env = split_credentials(args.optuna_storage, "--optuna-storage")
+    move_to_environment({**mlflow_env, **optuna_env})
     study = load_study(args.study, args.scale)  # every study error surfaces here, before Ray starts or a file is written
-    failed = run_study(study, args.storage, mlflow_uri=args.mlflow_uri, address=args.address,
-                       optuna_storage=args.optuna_storage)
+    failed = run_study(study, args.storage, mlflow_uri=mlflow_uri, address=args.address, optuna_storage=optuna_url)
     return _finish(study.name, args.storage, failed)
 
 
 def cmd_resume(args) -> int:
-    from .runner import resume_study, study_dir
+    from .runner import resume_study
+    from .state import study_dir
 
     name = _study_name(args.study)
     failed = resume_study(study_dir(args.storage, name), address=args.address)
@@ -53,54 +57,42 @@ def cmd_resume(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import export_study
-    from .runner import study_dir
 
-    trials, history = export_study(study_dir(args.storage, _study_name(args.study)), args.out)
+    trials, history = export_study(_reachable_study(args), args.out)
     print(f"wrote {trials}\nwrote {history}")
     return 0
 
 
 def cmd_report(args) -> int:
     from .report import build_report
-    from .runner import study_dir
 
-    out = build_report(study_dir(args.storage, _study_name(args.study)), args.out)
+    out = build_report(_reachable_study(args), args.out)
     print(f"wrote {out}/report.md (tables, figures; also attached to the study's MLflow parent run under report/)")
     return 0
 
 
 def cmd_ui(args) -> int:
-    from .runner import load_state, study_dir
+    from .state import load_state
 
-    state = load_state(study_dir(args.storage, _study_name(args.study)))
-    uri = state["mlflow_uri"]
+    state = load_state(_reachable_study(args))
+    uri = state.mlflow_uri
     if not uri.startswith("sqlite"):
         print(f"this study logs to the MLflow server {uri}: open {uri.rstrip('/')}/#/experiments/"
-              f"{state['experiment_id']}/runs in a browser")
+              f"{state.experiment_id}/runs in a browser (its execution: parent run {state.parent_run_id})")
         return 0
     # this environment's MLflow, whether or not its bin folder is on PATH (a venv used without activating it)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(args.port)]
-    print(f"MLflow dashboard for {state['study']['name']!r}: http://127.0.0.1:{args.port}/#/experiments/"
-          f"{state['experiment_id']}/runs  (Ctrl-C to stop)", flush=True)
+    print(f"MLflow dashboard for {state.study.name!r}: http://127.0.0.1:{args.port}/#/experiments/"
+          f"{state.experiment_id}/runs  (Ctrl-C to stop)", flush=True)
     os.execv(command[0], command)
 
 
 def cmd_dashboard(args) -> int:
-    from optuna_dashboard import run_server
+    from .dashboard import serve_study
+    from .state import load_state, study_dir
 
-    from .optuna_storage import open_storage, shown_url
-    from .runner import StudyStateError, load_state, study_dir
-
-    name = _study_name(args.study)
-    state = load_state(study_dir(args.storage, name))
-    if "optuna_storage" not in state:
-        raise StudyStateError(f"study {name!r} has no Optuna storage (it has no search phase, or ran before "
-                              f"searches kept their Optuna study)")
-    storage = open_storage(state["optuna_storage"])
-    print(f"Optuna dashboard for {name!r} ({shown_url(state['optuna_storage'])}, Optuna study "
-          f"{state['optuna_study']!r}): http://{args.host}:{args.port}/dashboard/  (Ctrl-C to stop)", flush=True)
-    run_server(storage, host=args.host, port=args.port)
+    serve_study(load_state(study_dir(args.storage, _study_name(args.study))), args.host, args.port)
     return 0
 
 
@@ -112,7 +104,7 @@ COMMANDS = {
     "report": (cmd_report, "write the study's results table, statistics, plots and runtime table",
                "tuner report quickstart [--out DIR]"),
     "ui": (cmd_ui, "open the MLflow dashboard of a study on 127.0.0.1", "tuner ui quickstart [--port 5000]"),
-    "dashboard": (cmd_dashboard, "open optuna-dashboard on a searched study's Optuna storage (127.0.0.1)",
+    "dashboard": (cmd_dashboard, "open optuna-dashboard, read-only, on a searched study's Optuna study (127.0.0.1)",
                   "tuner dashboard lambda_search [--port 8080] [--host 127.0.0.1]"),
 }
 
@@ -140,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
                            help="MLflow tracking URI (e.g. http://head:5000); default SQLite in the study folder")
             p.add_argument("--optuna-storage", default=None,
                            help="Optuna RDB storage URL for the search phase (e.g. postgresql+psycopg://USER@HEAD/"
-                                "optuna); default SQLite (optuna.db) in the study folder")
+                                "optuna, its password in PGPASSWORD or a libpq password file); default SQLite "
+                                "(optuna.db) in the study folder")
         if name in ("export", "report"):
             p.add_argument("--out", default=None, help=f"output folder (default STORAGE/STUDY/{name})")
         if name == "ui":
@@ -154,13 +147,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from .credentials import redact_text
     from .errors import TunerError
+    from .tracking import tracking_env
 
+    # Ray records the driver's command line (its job's entrypoint): never with a password in it
+    sys.argv = [redact_text(arg) for arg in sys.argv]
+    os.environ.update(tracking_env())  # short MLflow retries for every command: a dead server fails in seconds
     try:
         return args.handler(args)
     except TunerError as error:  # the user's input or environment: one line; anything else is a bug: a traceback
         _stop_ray()  # first, so that no late log line of a worker lands below the error
-        print(f"tuner: error: {error}", file=sys.stderr)
+        print(f"tuner: error: {redact_text(str(error))}", file=sys.stderr)
         return 2
 
 
@@ -174,9 +172,19 @@ def _stop_ray() -> None:
 def _study_name(study: str) -> str:
     """A study name, or the name inside a study YAML file."""
     if study.endswith((".yaml", ".yml")) and Path(study).is_file():
-        from .study import load_study
+        from .study_file import load_study
         return load_study(study).name
     return study
+
+
+def _reachable_study(args) -> Path:
+    """The study's folder, once its tracking server answers (a dead one fails in seconds, naming it)."""
+    from .state import load_state, study_dir
+    from .tracking import probe_tracking
+
+    folder = study_dir(args.storage, _study_name(args.study))
+    probe_tracking(load_state(folder).mlflow_uri)
+    return folder
 
 
 def _finish(name: str, storage: str, failed: int) -> int:

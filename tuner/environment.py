@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 LIBRARIES = ("torch", "ray", "optuna", "mlflow", "diffsort", "algovision", "numpy")
-COMPARED = tuple(f"env.{name}" for name in (*LIBRARIES, "python", "cuda", "cudnn", "gpu"))
+# code_hash: the content hash of the code the trial ran (tuner/plugins.py), so a node with another checkout shows
+COMPARED = tuple(f"env.{name}" for name in (*LIBRARIES, "python", "cuda", "cudnn", "gpu", "code_hash"))
 
 
 def environment_tags(device: torch.device | None = None) -> dict[str, str]:

@@ -12,18 +12,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from mlflow.tracking import MlflowClient
 
-from .runner import load_state
+from .state import load_state
 from .tracking import study_runs, tracking_at
 
 HISTORY_FETCHERS = 8  # concurrent history requests to a tracking server (benchmarks/export_history.py: 7x)
-TRIAL_COLUMNS = ("study", "phase", "trial_id", "run_id", "run_name", "status", "error", "device", "git_commit",
-                 "start_time", "end_time", "trial_config")
+TRIAL_COLUMNS = ("study", "execution_id", "phase", "trial_id", "run_id", "run_name", "status", "error", "device",
+                 "git_commit", "start_time", "end_time", "trial_config")
 
 
 def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
-    """Write ``trials.parquet`` and ``history.parquet`` into ``out`` (default ``STUDY/export``)."""
+    """Write ``trials.parquet`` and ``history.parquet`` of the study's execution into ``out`` (default
+    ``STUDY/export``)."""
     state = load_state(folder)
-    trials, history = study_tables(state["mlflow_uri"], state["experiment_id"])
+    trials, history = study_tables(state.mlflow_uri, state.experiment_id, state.execution_id)
     out = Path(out) if out is not None else folder / "export"
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "trials.parquet", out / "history.parquet"
@@ -34,15 +35,15 @@ def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
     return paths
 
 
-def study_tables(uri: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, history) as DataFrames, straight from the tracking store."""
+def study_tables(uri: str, experiment_id: str, execution_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, history) of one execution as DataFrames, straight from the tracking store."""
     with tracking_at(uri, "reading the study's runs"):
-        return _tables(uri, experiment_id)
+        return _tables(uri, experiment_id, execution_id)
 
 
-def _tables(uri: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(uri: str, experiment_id: str, execution_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     client = MlflowClient(uri)
-    runs = study_runs(uri, experiment_id)
+    runs = study_runs(uri, experiment_id, execution_id)
     rows = [_trial_row(run) for run in runs]
     requests = [(row, run.info.run_id, key) for row, run in zip(rows, runs) for key in run.data.metrics]
     # MLflow has no bulk history call: one request per run x metric. Against a server they mostly wait on the
@@ -63,7 +64,8 @@ def _tables(uri: str, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _trial_row(run) -> dict:
     tags, info = run.data.tags, run.info
-    row = {"study": tags.get("study"), "phase": tags.get("phase"), "trial_id": tags.get("trial_id"),
+    row = {"study": tags.get("study"), "execution_id": tags.get("mlflow.parentRunId"), "phase": tags.get("phase"),
+           "trial_id": tags.get("trial_id"),
            "run_id": info.run_id, "run_name": info.run_name, "status": info.status, "error": tags.get("error"),
            "device": tags.get("device"), "git_commit": tags.get("git_commit"), "trial_config": tags.get("trial_config"),
            "start_time": _time(info.start_time), "end_time": _time(info.end_time)}

@@ -1,32 +1,26 @@
-"""Study files: YAML -> a frozen, validated ``Study`` before Ray starts.
+"""A study: a frozen, validated model of a study file (``study_file.py`` reads and checks the file).
 
 A study names a task, fixed ``params`` for every trial, a ``grid`` (every combination of the
 listed values, as one block or a union of blocks), ``seeds`` as replicates, and optionally an
 Optuna ``search`` (run on one seed, then its best setting replicated over ``seeds``: the
-paper's protocol). Every trial config the study can produce is checked against the task
-(``task.check``), so a bad loss parameter or a lambda <= 0 fails here, not in a trial.
+paper's protocol).
 """
 from __future__ import annotations
 
 import itertools
 import re
-from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args
+from typing import Any, Literal, NamedTuple, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from tasks import TASKS
-
-from .errors import TunerError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Scalar = Union[bool, int, float, str, None]
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a study name names a folder: no separators, no leading dot
 KINDS = ("log", "uniform", "integer", "choice")
 
 
-class StudyError(TunerError, ValueError):
-    """A study file is invalid; the message names the file and the key."""
+class Objective(NamedTuple):
+    metric: str
+    mode: str
 
 
 class _Frozen(BaseModel):
@@ -199,6 +193,11 @@ class Study(_Frozen):
         return self
 
     @property
+    def primary(self) -> "Objective":
+        """The first objective: what Tune tracks, what "best" means, what the curves show."""
+        return Objective(self.metrics[0], self.modes[0])
+
+    @property
     def metrics(self) -> tuple[str, ...]:
         """The objectives' metrics; the first one is what Tune tracks and what the curves show."""
         return self.metric if isinstance(self.metric, tuple) else (self.metric,)
@@ -257,112 +256,3 @@ class Study(_Frozen):
         """The fixed part of every searched trial's config."""
         assert self.search is not None
         return {**self.params, **self.search.fixed, "seed": self.search.seed}
-
-
-def load_study(path: str | Path, scale: str | None = None) -> Study:
-    """Read and validate a study file; any problem is a ``StudyError`` naming the file and the key.
-
-    ``scale`` applies one of the file's ``scales`` (e.g. ``smoke``); the study is then named ``NAME-SCALE``.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise StudyError(f"{path}: cannot read study file ({error.strerror or error})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StudyError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
-    if not isinstance(raw, dict):
-        raise StudyError(f"{path}: a study file is a mapping of keys (name, task, metric, ...), got {type(raw).__name__}")
-    try:
-        study = Study(**raw, source=str(path.resolve()))
-        if scale is not None:
-            study = _scaled(study, scale, path)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = f"unknown key (valid here: {_valid_keys(first['loc'])})"
-        raise StudyError(f"{path}: {key}: {message}") from None
-    check_study(study, path)
-    return study
-
-
-def _scaled(study: Study, scale: str, path: Path) -> Study:
-    if scale not in study.scales:
-        raise StudyError(f"{path}: scales: no scale {scale!r} (this study has: {', '.join(study.scales) or 'none'})")
-    override = study.scales[scale]
-    raw = study.model_dump()
-    raw.update(name=f"{study.name}-{scale}", params={**study.params, **override.params}, scales={})
-    if override.seeds is not None:
-        raw["seeds"] = override.seeds
-    if override.search_trials is not None and study.search is not None:
-        raw["search"]["trials"] = override.search_trials
-    if override.resources is not None:
-        raw["resources"] = override.resources.model_dump()
-    if override.max_concurrent is not None:
-        raw["max_concurrent"] = override.max_concurrent
-    return Study(**raw)
-
-
-def load_task(name: str, study: str):
-    """The study's task, or a one-line ``StudyError`` (user code that is gone or broken since the run)."""
-    try:
-        return TASKS.get(name)
-    except (KeyError, ImportError, TypeError) as error:
-        raise StudyError(f"study {study!r}: task: {error.args[0]} (is the package that provides it installed here, "
-                         f"or on PYTHONPATH?)") from None
-
-
-def check_study(study: Study, path: str | Path) -> None:
-    """Check the task and every config the study can produce against the task's ``check``."""
-    try:
-        task = TASKS.get(study.task)
-    except (KeyError, ImportError, TypeError) as error:  # unknown name, user code that fails to import, contract
-        raise StudyError(f"{path}: task: {error.args[0]}") from None
-    if study.grid and not study.grid_trials():
-        raise StudyError(f"{path}: grid: the grid is empty (a block has a key with no values)")
-    for i, trial in enumerate(study.grid_trials()):
-        _check(task, trial, path, f"grid (trial {i + 1}: {_short(trial, study.params)})")
-    if study.search is not None:
-        first = {**study.search_base(), **{k: p.corners()[0] for k, p in study.search.space.items()}}
-        for name, param in study.search.space.items():
-            for value in param.corners():
-                _check(task, {**first, name: value}, path, f"search.space.{name} (value {value!r})")
-    for metric in study.metrics:
-        if metric not in task.METRICS:
-            raise StudyError(f"{path}: metric: task {study.task!r} reports no metric {metric!r} "
-                             f"(it reports: {', '.join(task.METRICS)})")
-
-
-def _check(task, config, path, where):
-    try:
-        task.check(config)
-    except (KeyError, TypeError, ValueError, FileNotFoundError, ImportError) as error:
-        raise StudyError(f"{path}: {where}: {error.args[0] if error.args else error}") from None
-
-
-def _short(trial: dict, params: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in trial.items() if k not in params or params[k] != v)
-
-
-def _valid_keys(loc: tuple) -> str:
-    """The keys of the model at ``loc`` (the error's location without its last part), found by walking the
-    field annotations: ``Optional[Resources]``, ``dict[str, Scale]`` and ``tuple[dict[str, SearchParam]]`` lead
-    to the model inside; a dict key or a list index leaves the model unchanged."""
-    model: type[BaseModel] = Study
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        if field is not None:
-            model = _model_inside(field.annotation) or model
-    return ", ".join(k for k in model.model_fields if k != "source")
-
-
-def _model_inside(annotation) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((m for m in map(_model_inside, get_args(annotation)) if m is not None), None)

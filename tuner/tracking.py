@@ -1,15 +1,19 @@
-"""MLflow: one experiment per study, one parent run per study execution, one child run per trial.
+"""MLflow: one experiment per study name, one parent run per study execution, one child run per trial.
 
-The driver creates the store, the experiment and the parent run before any trial starts
-(many trials creating a fresh SQLite store at once crash). A trial finds its own run by the
-tags ``phase`` + ``trial_id`` and reopens it on retry or ``tuner resume``, so there is exactly
-one run per trial; steps already logged are not logged again.
+The driver creates the store, the experiment and the parent run before any trial starts (many trials creating a
+fresh SQLite store at once crash). The parent run's id is the execution's id: every trial's run carries it
+(``mlflow.parentRunId``), and every query here filters by it, so executions that share an experiment (one study
+name, one tracking server) never see each other's runs. A trial finds its own run by execution + ``phase`` +
+``trial_id`` and reopens it on retry or ``tuner resume``, so there is exactly one run per trial; its step ledger
+(the tag ``last_logged_step``, written in the same batch as the step's metrics) keeps a step from being logged
+twice.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -20,9 +24,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from .credentials import redact
 from .errors import TrackingError
+from .state import TrialContext
 
 PARENT_TAG = "mlflow.parentRunId"
+LEDGER_TAG = "last_logged_step"
 MAX_PARAM_CHARS = 6000
 BATCH = 100
 # MLflow's HTTP client retries a dead server for minutes by default (7 retries, backoff factor 2: a typo in
@@ -39,17 +46,28 @@ def tracking_env() -> dict[str, str]:
 
 def probe_tracking(uri: str) -> None:
     """Fail in seconds, naming the URI, when no tracking server answers at an http(s) URI (any HTTP answer,
-    even an error status, counts as a server that is there)."""
+    even an error status, counts as a server that is there). TLS is checked as MLflow's client checks it: against
+    ``MLFLOW_TRACKING_SERVER_CERT_PATH`` when set, not at all with ``MLFLOW_TRACKING_INSECURE_TLS=true``."""
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5, context=_tls_context()).close()
     except urllib.error.HTTPError:
         return
     except (OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
-        raise TrackingError(f"no MLflow tracking server answers at {uri} ({reason}); start one with `mlflow server "
-                            f"--host HOST --port PORT` or check --mlflow-uri") from None
+        raise TrackingError(f"no MLflow tracking server answers at {redact(uri)} ({reason}); start one with `mlflow "
+                            f"server --host HOST --port PORT` or check --mlflow-uri (HTTPS with your own "
+                            f"certificate: MLFLOW_TRACKING_SERVER_CERT_PATH)") from None
+
+
+def _tls_context() -> ssl.SSLContext | None:
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return context
+    cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    return ssl.create_default_context(cafile=cert) if cert else None
 
 
 @contextlib.contextmanager
@@ -59,12 +77,7 @@ def tracking_at(uri: str, doing: str):
         yield
     except MlflowException as error:
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        raise TrackingError(f"MLflow tracking at {uri} failed while {doing}: {first}") from error
-
-
-def describe_code(source: dict[str, str]) -> str:
-    """One tag value for where a task's or loss's code came from: origin | import path | distribution | file."""
-    return " | ".join(filter(None, [source["origin"], source["target"], source.get("distribution"), source["file"]]))
+        raise TrackingError(f"MLflow tracking at {redact(uri)} failed while {doing}: {first}") from error
 
 
 def sqlite_uri(study_dir: Path) -> str:
@@ -101,27 +114,29 @@ def start_parent_run(uri: str, experiment_id: str, run_name: str, params: dict[s
     return run.info.run_id
 
 
-def find_trial_run(client: MlflowClient, experiment_id: str, phase: str, trial_id: str):
-    runs = client.search_runs([experiment_id], filter_string=f"tags.trial_id = '{trial_id}' and tags.phase = '{phase}'",
-                              max_results=2)
+def find_trial_run(client: MlflowClient, experiment_id: str, execution_id: str, phase: str, trial_id: str):
+    """The run of one trial of one execution, or None."""
+    runs = client.search_runs([experiment_id], filter_string=f"{_of_execution(execution_id)} and tags.phase = '{phase}' "
+                                                            f"and tags.trial_id = '{trial_id}'", max_results=2)
     return runs[0] if runs else None
 
 
 class TrialRun:
     """A trial's child run: params once, metrics per evaluation (de-duplicated by step), final status."""
 
-    def __init__(self, meta: dict[str, Any], trial_id: str, trial_name: str, params: dict[str, Any], tags: dict[str, str]):
-        self.uri = meta["mlflow_uri"]
+    def __init__(self, context: TrialContext, trial_id: str, trial_name: str, params: dict[str, Any],
+                 tags: dict[str, str]):
+        self.uri = context.mlflow_uri
         self.client = MlflowClient(self.uri)
         with tracking_at(self.uri, f"opening the run of trial {trial_id}"):
-            self._open(meta, trial_id, trial_name, params, tags)
+            self._open(context, trial_id, trial_name, params, tags)
 
-    def _open(self, meta, trial_id, trial_name, params, tags) -> None:
-        existing = find_trial_run(self.client, meta["experiment_id"], meta["phase"], trial_id)
+    def _open(self, context: TrialContext, trial_id: str, trial_name: str, params, tags) -> None:
+        existing = find_trial_run(self.client, context.experiment_id, context.execution_id, context.phase, trial_id)
         if existing is None:
-            run = self.client.create_run(meta["experiment_id"], run_name=trial_name, tags={
-                PARENT_TAG: meta["parent_run_id"], "study": meta["study"], "phase": meta["phase"],
-                "trial_id": trial_id, "git_commit": meta["git_commit"], "git_dirty": meta.get("git_dirty", "unknown"),
+            run = self.client.create_run(context.experiment_id, run_name=trial_name, tags={
+                PARENT_TAG: context.execution_id, "study": context.study, "phase": context.phase,
+                "trial_id": trial_id, "git_commit": context.git_commit, "git_dirty": context.git_dirty,
                 "role": "trial", **tags})
             self.run_id = run.info.run_id
             _log_params(self.client, self.run_id, params)
@@ -137,18 +152,22 @@ class TrialRun:
             if tags.get("ray_node") and tags["ray_node"] not in nodes.split(","):
                 moved["ray_nodes"] = ",".join(filter(None, [nodes, tags["ray_node"]]))
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in moved.items()])
-            self.last_step = self._last_logged_step()
+            self.last_step = last_logged_step(self.client, existing)
 
     def log(self, metrics: dict[str, float]) -> None:
+        """Log one evaluation's metrics at its ``step`` (the task contract's own step), and move the step ledger in
+        the same batch; a step at or below the ledger was logged before a retry or a resume and is skipped."""
         step = int(metrics["step"])
         if step <= self.last_step:
             return  # already logged before a retry/resume; training is deterministic from the checkpoint
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
                  if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)]
+        chunks = [batch[i:i + BATCH] for i in range(0, len(batch), BATCH)] or [[]]
         with tracking_at(self.uri, f"logging step {step}"):
-            for i in range(0, len(batch), BATCH):
-                self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH])
+            for i, chunk in enumerate(chunks):
+                ledger = [RunTag(LEDGER_TAG, str(step))] if i == len(chunks) - 1 else []
+                self.client.log_batch(self.run_id, metrics=chunk, tags=ledger)
         self.last_step = step
 
     def tag(self, key: str, value: str) -> None:
@@ -166,16 +185,21 @@ class TrialRun:
                 self.client.set_tag(self.run_id, "error", error[:5000])
             self.client.set_terminated(self.run_id, status)
 
-    def _last_logged_step(self) -> int:
-        history = self.client.get_metric_history(self.run_id, "train_loss")
-        return max((m.step for m in history), default=-1)
+
+def last_logged_step(client: MlflowClient, run) -> int:
+    """The last step a run logged: its ledger tag, or for runs logged before the ledger existed, the largest step
+    of any of its metrics (every metric a task reports is logged at the contract's ``step``)."""
+    if LEDGER_TAG in run.data.tags:
+        return int(run.data.tags[LEDGER_TAG])
+    steps = [m.step for key in run.data.metrics for m in client.get_metric_history(run.info.run_id, key)]
+    return max(steps, default=-1)
 
 
-def finish_trial_run(uri: str, experiment_id: str, phase: str, trial_id: str, status: str, error: str | None = None):
+def finish_trial_run(context: TrialContext, trial_id: str, status: str, error: str | None = None):
     """Driver-side: give a trial's run its final status (covers trials stopped by ASHA or killed)."""
-    client = MlflowClient(uri)
-    with tracking_at(uri, f"marking trial {trial_id} {status}"):
-        run = find_trial_run(client, experiment_id, phase, trial_id)
+    client = MlflowClient(context.mlflow_uri)
+    with tracking_at(context.mlflow_uri, f"marking trial {trial_id} {status}"):
+        run = find_trial_run(client, context.experiment_id, context.execution_id, context.phase, trial_id)
         if run is None:
             return
         if error:
@@ -184,32 +208,43 @@ def finish_trial_run(uri: str, experiment_id: str, phase: str, trial_id: str, st
             client.set_terminated(run.info.run_id, status)
 
 
-def close_orphans(uri: str, experiment_id: str, phase: str) -> int:
-    """After a phase's Tune run ended, no run of it can still be live: mark RUNNING leftovers KILLED.
-
-    They come from a trial Tune started but had not saved in its experiment state when the driver
-    was killed; the restored search suggests a new trial in its place.
-    """
+def close_orphans(uri: str, experiment_id: str, execution_id: str, phase: str) -> int:
+    """After a phase's Tune run ended, no run of it in this execution can still be live: mark RUNNING leftovers
+    KILLED. They come from a trial Tune started but had not saved in its experiment state when the driver was
+    killed; the restored search suggests a new trial in its place. Other executions' runs are never touched."""
     client = MlflowClient(uri)
-    runs = client.search_runs([experiment_id], filter_string=f"tags.phase = '{phase}' and attributes.status = 'RUNNING'",
-                              max_results=1000)
+    runs = client.search_runs([experiment_id], filter_string=f"{_of_execution(execution_id)} and tags.phase = '{phase}' "
+                                                            f"and attributes.status = 'RUNNING'", max_results=1000)
     for run in runs:
         client.set_tag(run.info.run_id, "orphaned", "trial lost with the killed driver before Tune saved it")
         client.set_terminated(run.info.run_id, "KILLED")
     return len(runs)
 
 
-def study_runs(uri: str, experiment_id: str) -> list:
-    """Every trial run of the experiment (all pages)."""
+def study_runs(uri: str, experiment_id: str, execution_id: str) -> list:
+    """Every trial run of one execution (all pages)."""
+    return _all_runs(uri, experiment_id, f"{_of_execution(execution_id)} and tags.role = 'trial'")
+
+
+def executions(uri: str, experiment_id: str) -> list:
+    """The parent runs (one per execution) of every execution of the experiment's study name, oldest first."""
+    runs = _all_runs(uri, experiment_id, "tags.role = 'study'")
+    return sorted(runs, key=lambda run: run.info.start_time or 0)
+
+
+def _all_runs(uri: str, experiment_id: str, filter_string: str) -> list:
     client = MlflowClient(uri)
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string="tags.role = 'trial'", max_results=1000,
-                                  page_token=token)
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:
             return runs
+
+
+def _of_execution(execution_id: str) -> str:
+    return f"tags.{PARENT_TAG} = '{execution_id}'"
 
 
 def _log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:

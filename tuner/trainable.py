@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -13,14 +14,20 @@ from ray import tune
 
 from losses import LOSSES
 from tasks import TASKS
-from tasks.runtime import pick_device
+from tasks.training import pick_device
 
 from .environment import environment_tags
 from .errors import TrackingError
-from .tracking import TrialRun, describe_code
+from .plugins import code_hash, code_source, describe_code
+from .state import TrialContext
+from .tracking import TrialRun
 
 STATE_FILE = "state.pt"
 RUN_ID_KEY = "mlflow_run_id"  # in every result Tune gets: the searcher records it with the Optuna trial
+
+
+class TaskContractError(TypeError):
+    """A task broke its contract at run time (a declared metric never reported, a state that does not load)."""
 
 
 def trial_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -28,27 +35,30 @@ def trial_config(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config["trial"]) if "trial" in config else dict(config)
 
 
-def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one trial: reopen its MLflow run, resume from Tune's checkpoint if any, report each evaluation."""
     config = trial_config(config)
     for registry, kind in ((TASKS, "tasks"), (LOSSES, "losses")):  # user code, by the driver's import paths
-        for name, target in meta.get("plugins", {}).get(kind, {}).items():
+        for name, target in context.plugins.get(kind, {}).items():
             registry.alias(name, target)
-    task = TASKS.get(meta["task"])
-    context = tune.get_context()
+    task = TASKS.get(context.task)
     resolved = task.describe(config)
+    targets = tuple(target for names in context.plugins.values() for target in names.values())
     tags = {"device": _device_tag(resolved.get("device")),
             "ray_node": ray.get_runtime_context().get_node_id(),
             # the config exactly as the grid or the search gave it (params hold it resolved: a searched
             # `tau: null` is logged as the loss's default), so reports map values back to choices exactly
             "trial_config": json.dumps(config, sort_keys=True, default=str),
-            "code.task": describe_code(TASKS.source(meta["task"])),
-            "code.loss": describe_code(LOSSES.source(resolved["loss"])),
+            "code.task": describe_code(code_source(TASKS, context.task)),
+            "code.loss": describe_code(code_source(LOSSES, resolved["loss"])),
+            "env.code_hash": code_hash(targets),  # what this worker runs; the driver's is on the parent run
             **environment_tags(pick_device(resolved["device"]) if resolved.get("device") else None)}
-    run = TrialRun(meta, context.get_trial_id(), trial_run_name({"loss": resolved.get("loss"), **config}, meta),
-                   resolved, tags)
+    run = TrialRun(context, tune.get_context().get_trial_id(),
+                   trial_run_name({"loss": resolved.get("loss"), **config}, context), resolved, tags)
+    contract = FirstReportCheck(context, task)
 
     def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
+        contract.check(metrics, state)
         run.log(metrics)
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, Path(folder) / STATE_FILE)
@@ -62,7 +72,7 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
         return
     resume = _load_checkpoint()
     if resume is not None:
-        run.tag("resumed_from_step", str(resume["step"]))
+        run.tag("resumed_from_step", str(resume["step"]) if isinstance(resume, dict) and "step" in resume else "?")
     try:
         task.train(config, report, resume=resume)
     except Exception as error:
@@ -73,7 +83,41 @@ def run_trial(config: dict[str, Any], meta: dict[str, Any]) -> None:
     run.finish("FINISHED")
 
 
-def trial_run_name(config: dict[str, Any], meta: dict[str, Any]) -> str:
+class FirstReportCheck:
+    """The task contract's run-time half, checked on a trial's first ``report`` (the static half is checked when
+    the task is resolved): ``step`` present and an int, every objective of the study and every ``REPORT_METRICS``
+    entry reported, and the ``state`` loadable with ``torch.load(weights_only=True)`` (a state that is not would
+    otherwise fail only at the first resume, on another node, hours later)."""
+
+    def __init__(self, context: TrialContext, task: Any):
+        self.name, self.checked = context.task, False
+        self.required = tuple(dict.fromkeys([*context.objectives, *getattr(task, "REPORT_METRICS", ())]))
+
+    def check(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        if self.checked:
+            return
+        problems = [] if isinstance(metrics.get("step"), int) and not isinstance(metrics.get("step"), bool) else [
+            f"metrics['step'] must be an int, got {metrics.get('step')!r}"]
+        missing = [m for m in self.required if m not in metrics]
+        if missing:
+            problems.append(f"it reports no {', '.join(missing)} (declared in METRICS/REPORT_METRICS or the study's "
+                            f"metric; it reported: {', '.join(sorted(metrics))})")
+        buffer = io.BytesIO()
+        try:
+            torch.save(state, buffer)
+            buffer.seek(0)
+            torch.load(buffer, weights_only=True)
+        except Exception as error:  # noqa: BLE001 - pickle and torch raise many kinds
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            problems.append(f"its report state does not load with torch.load(weights_only=True) ({first[:300]}); "
+                            f"keep tensors, numbers, strings, lists, tuples and dicts in it")
+        if problems:
+            raise TaskContractError(f"task {self.name!r} breaks the task contract (tasks/contract.py) at its first "
+                                    f"report: {'; '.join(problems)}")
+        self.checked = True
+
+
+def trial_run_name(config: dict[str, Any], context: TrialContext) -> str:
     """What the trial is, as its MLflow run name: ``neuralsort fisher λ=0.1 seed 0`` (the loss, then the keys
     that tell the study's trials apart, as the grid or search set them, so a baseline shows no λ; ``[search]`` or
     ``[replicate]`` in front outside the grid)."""
@@ -84,9 +128,8 @@ def trial_run_name(config: dict[str, Any], meta: dict[str, Any]) -> str:
         text = f"{value:.3g}" if isinstance(value, float) else str(value)
         return {"variant": text, "lam": f"λ={text}", "seed": f"seed {text}"}.get(key, f"{key}={text}")
     words = [str(config["loss"])] if config.get("loss") else []
-    words += [w for w in map(shown, meta.get("shown", ["variant", "lam", "seed"])) if w]
-    phase = meta.get("phase", "grid")
-    return (f"[{phase}] " if phase != "grid" else "") + " ".join(words)
+    words += [w for w in map(shown, context.shown) if w]
+    return (f"[{context.phase}] " if context.phase != "grid" else "") + " ".join(words)
 
 
 def _device_tag(device: str | None) -> str:

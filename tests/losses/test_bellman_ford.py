@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from losses import LOSSES, make_objective, shortest_paths
-from losses.bellman_ford import relaxed_bellman_ford
+from losses.shortest_path.bellman_ford import relaxed_bellman_ford
 
 
 @pytest.mark.parametrize("loop", ["for", "while"])

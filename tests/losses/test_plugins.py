@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from losses import LOSSES, make_objective
-from losses.registry import PluginError
+from registry import PluginError
+from tuner.plugins import code_source, shippable
 from tasks import TASKS, ranking
 
 
@@ -53,17 +54,17 @@ def test_a_loss_by_import_path_is_built_and_described(user_package):
     assert LOSSES.parameters(path) == {"margin": 1.0}
     loss = LOSSES.build(path, margin=0.5)
     assert loss.margin == 0.5
-    source = LOSSES.source(path)
+    source = code_source(LOSSES, path)
     assert source["origin"] == "import path" and source["target"] == path
     assert source["distribution"] == f"{user_package} 0.3.0" and source["file"].endswith("losses.py")
-    assert LOSSES.user_code_dirs(path) == [str((sys.modules[user_package].__path__[0]))]
+    assert shippable(path) == [str((sys.modules[user_package].__path__[0]))]
 
 
 def test_a_loss_by_entry_point(user_package):
     name = f"{user_package}_margin"
     assert name in LOSSES.names()
     assert LOSSES.target(name) == f"{user_package}.losses:MarginLoss"
-    assert LOSSES.source(name)["origin"] == "entry point"
+    assert code_source(LOSSES, name)["origin"] == "entry point"
 
 
 def test_a_user_loss_without_task_kind_trains_in_any_task_with_its_own_parameters(user_package):

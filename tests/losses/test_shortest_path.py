@@ -16,7 +16,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from losses import shortest_paths
-from losses.shortest_path import solve_by_relaxation
+from losses.shortest_path.solver import solve_by_relaxation
 
 # The 8-neighbourhood, written out here rather than imported from the code under test.
 MOVES = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]

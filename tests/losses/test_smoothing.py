@@ -1,7 +1,7 @@
 """Smoothing estimators against closed forms: unbiased within sampling error (App. B.4, eqs. 15-16)."""
 import torch
 
-from losses.smoothing import smoothed_loss_estimates, smoothed_solution_estimates
+from losses.shortest_path.smoothing import smoothed_loss_estimates, smoothed_solution_estimates
 
 
 def test_gradient_and_hessian_of_a_quadratic_are_unbiased():

@@ -3,7 +3,7 @@ import types
 
 import pytest
 
-from losses.registry import Registry
+from registry import Registry
 from tasks import TASKS, Task, check_task, ranking, shortest_path
 
 
@@ -49,4 +49,5 @@ def test_registering_checks_the_contract():
 
 def test_the_registry_holds_the_built_ins():
     assert TASKS.get("ranking") is ranking and TASKS.get("shortest_path") is shortest_path
-    assert TASKS.target("ranking") is None and TASKS.source("ranking")["origin"] == "builtin"
+    from tuner.plugins import code_source
+    assert TASKS.target("ranking") is None and code_source(TASKS, "ranking")["origin"] == "builtin"

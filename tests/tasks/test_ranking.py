@@ -58,7 +58,7 @@ def test_non_finite_training_stops_with_step_and_variant(config, message):
 def test_singular_newton_system_is_an_error_naming_step_and_variant():
     """l(y) = -||y||^2 / 4 has Hessian -I/2, so with lam = 0.5 the system M + lam I is exactly 0."""
     from losses import make_objective
-    from tasks.runtime import objective_gradient
+    from tasks.training import objective_gradient
     objective = make_objective(lambda y, t: -0.25 * y.pow(2).sum(1), "hessian", 0.5)
     cfg = {"loss": "concave", "variant": "hessian", "lam": 0.5}
     with pytest.raises(FloatingPointError, match=r"singular Newton system at step 7 \(loss=concave, variant=hessian, "

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from tuner.state import StudyState, load_state
+
 TUNER = str(Path(sys.executable).parent / "tuner")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,6 +32,11 @@ def tiny_study(folder: Path, name: str = "tiny", **overrides) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
+
+
+def state_of(store: Path, name: str) -> StudyState:
+    """The saved state of study ``name`` in ``store`` (its typed model)."""
+    return load_state(Path(store) / name)
 
 
 def run_tuner(*args, timeout=300, env=None, cwd=None):

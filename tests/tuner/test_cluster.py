@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tuner.state import load_state
+
 from .helpers import EXAMPLE, TINY_PARAMS, TUNER, free_port, install_example, mlflow_server, run_tuner, tiny_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -109,10 +111,10 @@ def test_study_runs_on_both_nodes_and_reports_from_the_mlflow_server(tmp_path, t
         result = run_tuner("run", path, "--storage", shared, "--address", address, "--mlflow-uri", url, env=env,
                            timeout=400)
         assert result.returncode == 0, result.stderr[-3000:]
-        state = json.loads((shared / "tiny" / "study.json").read_text())
-        assert state["mlflow_uri"] == url and not (shared / "tiny" / "mlflow.db").exists()
+        state = load_state(shared / "tiny")
+        assert state.mlflow_uri == url and not (shared / "tiny" / "mlflow.db").exists()
         client = MlflowClient(url)
-        runs = client.search_runs([state["experiment_id"]], "tags.role = 'trial'")
+        runs = client.search_runs([state.experiment_id], "tags.role = 'trial'")
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
         nodes = {r.data.tags["ray_node"] for r in runs}
         assert len(nodes) == 2, "two concurrent one-CPU trials must use both one-CPU nodes"
@@ -125,7 +127,7 @@ def test_study_runs_on_both_nodes_and_reports_from_the_mlflow_server(tmp_path, t
 
         reported = run_tuner("report", "tiny", "--storage", shared, "--out", tmp_path / "report")
         assert reported.returncode == 0, reported.stderr[-3000:]
-        attached = {a.path for a in client.list_artifacts(state["parent_run_id"], "report")}
+        attached = {a.path for a in client.list_artifacts(state.parent_run_id, "report")}
         assert {"report/report.md", "report/results.csv", "report/curves_steps.png"} <= attached
     assert (tmp_path / "server-artifacts").is_dir()  # the artifacts went to the server, not to the driver's disk
 
@@ -158,8 +160,8 @@ def test_a_user_package_runs_on_workers_that_lack_it(tmp_path, two_node_cluster)
         result = run_tuner("run", EXAMPLE / "studies" / "topk.yaml", "--scale", "smoke", "--storage",
                            tmp_path / "shared", "--address", address, "--mlflow-uri", url, env=driver_env, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
-        state = json.loads((tmp_path / "shared" / "topk_digits-smoke" / "study.json").read_text())
-        runs = MlflowClient(url).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+        state = load_state(tmp_path / "shared" / "topk_digits-smoke")
+        runs = MlflowClient(url).search_runs([state.experiment_id], "tags.role = 'trial'")
         assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
         assert len({r.data.tags["ray_node"] for r in runs}) == 2
         assert all(r.data.tags["code.loss"].startswith("entry point | topk_lab.loss:DiffSortTopKLoss") for r in runs)
@@ -183,7 +185,7 @@ def test_a_worker_node_lost_mid_trial(tmp_path):
                 deadline = time.time() + 300
                 while True:  # until the trial has logged its second evaluation (a checkpoint exists)
                     assert driver.poll() is None and time.time() < deadline, "the trial never reached step 80"
-                    runs = client.search_runs([json.loads(state_file.read_text())["experiment_id"]],
+                    runs = client.search_runs([load_state(state_file.parent).experiment_id],
                                               "tags.role = 'trial'") if state_file.exists() else []
                     if runs and max((m.step for m in client.get_metric_history(runs[0].info.run_id,
                                                                                "valid_elementwise")), default=0) >= 80:

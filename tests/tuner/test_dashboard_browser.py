@@ -4,11 +4,12 @@ Runs the real quickstart study (`tuner run studies/quickstart.yaml`, a few minut
 the store with `tuner ui`, then checks in the browser that the child runs are listed under the study's parent run
 with their λ and variant, and that the report's plots are among the parent run's artifacts.
 """
-import json
 import shutil
 import time
 
 import pytest
+
+from tuner.state import load_state
 
 from .helpers import REPO, TUNER, free_port, run_tuner, serving
 
@@ -30,7 +31,7 @@ def dashboard(tmp_path_factory):
     assert report.returncode == 0, report.stderr[-3000:]
     port = free_port()
     with serving([TUNER, "ui", "quickstart", "--storage", str(store), "--port", str(port)], f"http://127.0.0.1:{port}"):
-        yield f"http://127.0.0.1:{port}", json.loads((store / "quickstart" / "study.json").read_text())
+        yield f"http://127.0.0.1:{port}", load_state(store / "quickstart")
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +66,11 @@ def test_child_runs_are_listed_under_the_study_run(dashboard, browser):
     from selenium.webdriver.common.by import By
 
     url, state = dashboard
-    children = MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    children = MlflowClient(state.mlflow_uri).search_runs([state.experiment_id], "tags.role = 'trial'")
     assert len(children) == 6
     # the page `tuner ui` prints: the study's runs table (MLflow 3.17 opens an experiment's bare link on its GenAI
     # overview whatever the experiment's kind, as the browser showed: its GenAI/Model-training switch is global)
-    browser.get(f"{url}/#/experiments/{state['experiment_id']}/runs")
+    browser.get(f"{url}/#/experiments/{state.experiment_id}/runs")
     wait_for_text(browser, "quickstart study", "7 matching runs")
     expand = browser.find_element(By.XPATH, "//a[contains(., 'quickstart study')]/ancestor::div[contains(@class,"
                                             "'ag-cell')]//button")
@@ -83,9 +84,9 @@ def test_each_child_run_page_shows_its_lambda_and_variant(dashboard, browser):
     from mlflow.tracking import MlflowClient
 
     url, state = dashboard
-    for run in MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'"):
+    for run in MlflowClient(state.mlflow_uri).search_runs([state.experiment_id], "tags.role = 'trial'"):
         params = run.data.params
-        browser.get(f"{url}/#/experiments/{state['experiment_id']}/runs/{run.info.run_id}")
+        browser.get(f"{url}/#/experiments/{state.experiment_id}/runs/{run.info.run_id}")
         body = wait_for_text(browser, run.info.run_name, "variant", params["variant"], "lam")
         if params["variant"] != "baseline":
             assert params["lam"] in body
@@ -95,7 +96,7 @@ def test_report_plots_are_artifacts_of_the_study_run(dashboard, browser):
     from selenium.webdriver.common.by import By
 
     url, state = dashboard
-    browser.get(f"{url}/#/experiments/{state['experiment_id']}/runs/{state['parent_run_id']}/artifacts")
+    browser.get(f"{url}/#/experiments/{state.experiment_id}/runs/{state.parent_run_id}/artifacts")
     wait_for_text(browser, "report", "quickstart.yaml")
     browser.find_element(By.XPATH, "//*[normalize-space(text())='report']").click()
     wait_for_text(browser, "curves_steps.png", "report.md", "search_history.png")

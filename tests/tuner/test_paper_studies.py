@@ -11,7 +11,7 @@ import math
 import pytest
 
 from tasks import TASKS
-from tuner.study import load_study
+from tuner.study_file import load_study
 
 from .helpers import REPO
 

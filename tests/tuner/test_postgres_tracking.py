@@ -1,12 +1,13 @@
 """The cluster tracking recipe: ``mlflow server`` on a real PostgreSQL database (started by the test), with many
 trials writing at once: nothing lost, one run per trial, and export and report read it back."""
-import json
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+
+from tuner.state import load_state
 
 from .helpers import TINY_PARAMS, free_port, run_tuner, serving, tiny_study
 from .postgres import postgres_bin, postgres_server
@@ -35,10 +36,10 @@ def test_eight_concurrent_trials_log_everything_once_to_postgres(tmp_path, track
                       resources={"cpu": 0.25}, max_concurrent=8)
     result = run_tuner("run", path, "--storage", tmp_path / "store", "--mlflow-uri", url, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    state = json.loads((tmp_path / "store" / "pg" / "study.json").read_text())
-    assert state["mlflow_uri"] == url
+    state = load_state(tmp_path / "store" / "pg")
+    assert state.mlflow_uri == url
     client = MlflowClient(url)
-    runs = client.search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    runs = client.search_runs([state.experiment_id], "tags.role = 'trial'")
     assert len(runs) == 8 and len({r.data.tags["trial_id"] for r in runs}) == 8
     assert all(r.info.status == "FINISHED" for r in runs)
     starts = sorted(r.info.start_time for r in runs)
@@ -47,7 +48,7 @@ def test_eight_concurrent_trials_log_everything_once_to_postgres(tmp_path, track
 
     # every metric point, counted in the database itself
     query = ("select r.run_uuid, count(*) from metrics m join runs r on r.run_uuid = m.run_uuid "
-             f"where r.experiment_id = {state['experiment_id']} and m.key = 'valid_elementwise' group by r.run_uuid")
+             f"where r.experiment_id = {state.experiment_id} and m.key = 'valid_elementwise' group by r.run_uuid")
     rows = subprocess.run(["psql", database, "-At", "-c", query], capture_output=True, text=True, check=True).stdout
     per_run = dict(line.split("|") for line in rows.strip().splitlines())
     trial_ids = {r.info.run_id for r in runs}
@@ -79,10 +80,10 @@ def test_search_keeps_its_optuna_study_on_the_same_postgres_server(tmp_path, tra
     result = run_tuner("run", path, "--storage", tmp_path / "store", "--mlflow-uri", url,
                        "--optuna-storage", optuna_url, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    state = json.loads((tmp_path / "store" / "pgsearch" / "study.json").read_text())
-    assert state["optuna_storage"] == optuna_url
+    state = load_state(tmp_path / "store" / "pgsearch")
+    assert state.optuna.url == optuna_url
     trials = optuna.load_study(study_name="pgsearch", storage=optuna_url).trials
-    runs = MlflowClient(url).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    runs = MlflowClient(url).search_runs([state.experiment_id], "tags.role = 'trial'")
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert sorted(t.user_attrs["mlflow_run_id"] for t in trials) == sorted(r.info.run_id for r in runs)
 

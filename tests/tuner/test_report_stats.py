@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from tuner.report.runtime import runtime_table
+from tuner.report.timings import runtime_table
 from tuner.report.stats import compare, formatted, results_table
 
 

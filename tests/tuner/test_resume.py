@@ -1,5 +1,4 @@
 """``tuner resume`` after the driver was SIGKILLed: nothing lost, nothing run or logged twice."""
-import json
 import os
 import signal
 import subprocess
@@ -9,6 +8,8 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tuner.state import load_state
+
 from .helpers import TINY_PARAMS, TUNER, run_tuner, tiny_study
 
 pytestmark = pytest.mark.slow
@@ -17,7 +18,7 @@ PLANNED = {"grid": 4, "search": 3, "replicate": 2}
 
 
 def last_step(store, run):
-    uri = json.loads((store / "slow" / "study.json").read_text())["mlflow_uri"]
+    uri = load_state(store / "slow").mlflow_uri
     return max((m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")), default=0)
 
 
@@ -25,8 +26,8 @@ def trial_runs(store):
     state_file = store / "slow" / "study.json"
     if not state_file.exists():
         return []
-    state = json.loads(state_file.read_text())
-    runs = MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'", max_results=100)
+    state = load_state(state_file.parent)
+    runs = MlflowClient(state.mlflow_uri).search_runs([state.experiment_id], "tags.role = 'trial'", max_results=100)
     return runs
 
 
@@ -71,7 +72,7 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
     assert len({(r.data.tags["phase"], r.data.tags["trial_id"]) for r in runs}) == sum(PLANNED.values())
     assert all(r.info.status == "FINISHED" for r in runs) and not any("orphaned" in r.data.tags for r in runs)
     assert "orphaned" not in result.stdout
-    client = MlflowClient(json.loads((store / "slow" / "study.json").read_text())["mlflow_uri"])
+    client = MlflowClient(load_state(store / "slow").mlflow_uri)
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
         assert sorted(steps) == list(range(30, 361, 30)), f"steps lost or logged twice in {run.info.run_name}"
@@ -81,8 +82,8 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
         if before.get(run.data.tags["trial_id"]) == "FINISHED":
             assert "resumed_from_step" not in run.data.tags, "a finished trial was trained again"
     # the search's Optuna study (its RDB storage) agrees: one COMPLETE trial per searched run, none left running
-    state = json.loads((store / "slow" / "study.json").read_text())
-    stored = optuna.load_study(study_name=state["optuna_study"], storage=state["optuna_storage"]).trials
+    state = load_state(store / "slow")
+    stored = optuna.load_study(study_name=state.optuna.study, storage=state.optuna.url).trials
     complete = [t for t in stored if t.state == optuna.trial.TrialState.COMPLETE]
     search_runs = [r for r in runs if r.data.tags["phase"] == "search"]
     assert sorted(t.user_attrs["mlflow_run_id"] for t in complete) == sorted(r.info.run_id for r in search_runs)
@@ -106,15 +107,15 @@ def test_resume_counts_the_failures_of_phases_finished_before_the_kill(tmp_path)
                               "replicate": False})
     store = tmp_path / "store"
     state_file = store / "slow" / "study.json"
-    run_and_kill_when(path, store, lambda: state_file.exists() and json.loads(state_file.read_text())["phases"].get(
+    run_and_kill_when(path, store, lambda: state_file.exists() and load_state(state_file.parent).phases.get(
         "grid") == "done", "the grid phase never finished")
-    assert json.loads((store / "slow" / "study.json").read_text())["failed"] == {"grid": 1}
+    assert load_state(store / "slow").failed == {"grid": 1}
 
     result = run_tuner("resume", "slow", "--storage", store, timeout=400)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "1 trial(s) of study 'slow' failed" in result.stderr
-    state = json.loads((store / "slow" / "study.json").read_text())
-    assert state["phases"] == {"grid": "done", "search": "done"} and state["failed"] == {"grid": 1, "search": 0}
-    parent = MlflowClient(state["mlflow_uri"]).get_run(state["parent_run_id"])
+    state = load_state(store / "slow")
+    assert state.phases == {"grid": "done", "search": "done"} and state.failed == {"grid": 1, "search": 0}
+    parent = MlflowClient(state.mlflow_uri).get_run(state.parent_run_id)
     assert parent.info.status == "FAILED"
 

@@ -8,24 +8,20 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .helpers import TINY_PARAMS, TUNER, free_port, run_tuner, serving, tiny_study
+from .helpers import TINY_PARAMS, TUNER, free_port, run_tuner, serving, state_of, tiny_study
 
 pytestmark = pytest.mark.slow
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def state_of(store, name):
-    return json.loads((store / name / "study.json").read_text())
-
-
 def stored_study(store, name):
     state = state_of(store, name)
-    return optuna.load_study(study_name=state["optuna_study"], storage=state["optuna_storage"])
+    return optuna.load_study(study_name=state.optuna.study, storage=state.optuna.url)
 
 
 def trial_runs(store, name):
     state = state_of(store, name)
-    return MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    return MlflowClient(state.mlflow_uri).search_runs([state.experiment_id], "tags.role = 'trial'")
 
 
 def test_two_objectives_search_replicate_the_front_and_report_it(tmp_path):
@@ -52,7 +48,7 @@ def test_two_objectives_search_replicate_the_front_and_report_it(tmp_path):
     # the replicated settings are Optuna's own Pareto front (best_trials), each on both seeds
     front = {(t.params["variant"], t.params["lam"]) for t in found.best_trials}
     state = state_of(store, "two")
-    assert {(s["variant"], s["lam"]) for s in state["front"]} == front
+    assert {(s["variant"], s["lam"]) for s in state.front} == front
     replicated = [json.loads(r.data.tags["trial_config"]) for r in runs if r.data.tags["phase"] == "replicate"]
     assert sorted((c["variant"], c["lam"], c["seed"]) for c in replicated) == sorted(
         (v, lam, seed) for v, lam in front for seed in (0, 1))

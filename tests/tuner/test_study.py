@@ -2,7 +2,8 @@
 
 import pytest
 
-from tuner.study import StudyError, load_study
+from tuner.errors import StudyError
+from tuner.study_file import load_study
 
 from .helpers import REPO, TINY_PARAMS, run_tuner, tiny_study
 

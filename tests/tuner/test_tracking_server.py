@@ -1,6 +1,5 @@
 """A tracking server that is not there, or that dies during a study: one line naming it, nothing half-written,
 and ``tuner resume`` finishes the study once the server is back."""
-import json
 import os
 import signal
 import subprocess
@@ -10,6 +9,8 @@ import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from tuner.state import load_state
 
 from .helpers import TINY_PARAMS, TUNER, free_port, run_tuner, tiny_study
 
@@ -61,8 +62,8 @@ def test_a_server_dying_mid_study_stops_it_in_one_line_and_resume_finishes_it(tm
         deadline = time.time() + 240
         while time.time() < deadline:  # wait until a trial has logged a few steps
             if (store / "dies" / "study.json").exists():
-                state = json.loads((store / "dies" / "study.json").read_text())
-                runs = MlflowClient(uri).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+                state = load_state(store / "dies")
+                runs = MlflowClient(uri).search_runs([state.experiment_id], "tags.role = 'trial'")
                 if any(r.data.metrics.get("valid_elementwise") is not None for r in runs):
                     break
             assert driver.poll() is None, driver.communicate()
@@ -85,9 +86,9 @@ def test_a_server_dying_mid_study_stops_it_in_one_line_and_resume_finishes_it(tm
     try:
         result = run_tuner("resume", "dies", "--storage", store, timeout=400)
         assert result.returncode == 0, result.stderr[-3000:]
-        state = json.loads((store / "dies" / "study.json").read_text())
+        state = load_state(store / "dies")
         client = MlflowClient(uri)
-        runs = client.search_runs([state["experiment_id"]], "tags.role = 'trial'")
+        runs = client.search_runs([state.experiment_id], "tags.role = 'trial'")
         assert len(runs) == 4 and len({r.data.tags["trial_id"] for r in runs}) == 4
         assert all(r.info.status == "FINISHED" for r in runs)
         for run in runs:

@@ -1,10 +1,11 @@
 """A study on a task and a loss that live in the user's own package (examples/topk_lab), through the real CLI."""
-import json
 
 import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from tuner.state import load_state
 
 from .helpers import EXAMPLE, install_example, run_tuner
 
@@ -27,9 +28,9 @@ def test_the_example_package_runs_by_its_entry_points_and_reports(site, tmp_path
     result = run_tuner("run", STUDY, "--scale", "smoke", "--storage", store, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert any("[done] grid" in line and "variant=hessian lam=10 seed=0" in line for line in result.stdout.splitlines())
-    state = json.loads((store / "topk_digits-smoke" / "study.json").read_text())
-    client = MlflowClient(state["mlflow_uri"])
-    runs = client.search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    state = load_state(store / "topk_digits-smoke")
+    client = MlflowClient(state.mlflow_uri)
+    runs = client.search_runs([state.experiment_id], "tags.role = 'trial'")
     assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         tags, params = run.data.tags, run.data.params
@@ -37,7 +38,7 @@ def test_the_example_package_runs_by_its_entry_points_and_reports(site, tmp_path
         assert tags["code.loss"].startswith("entry point | topk_lab.loss:DiffSortTopKLoss | topk-lab 0.1.0 | ")
         assert params["loss"] == "diffsort_topk" and params["k"] == "2" and params["distribution"] == "logistic"
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "valid_topk")) == [10, 20]
-    parent = client.get_run(state["parent_run_id"])
+    parent = client.get_run(state.parent_run_id)
     assert parent.data.tags["code.loss.diffsort_topk"].startswith("entry point | topk_lab.loss:DiffSortTopKLoss")
 
     report = run_tuner("report", "topk_digits-smoke", "--storage", store, env=env)
@@ -59,8 +60,8 @@ def test_the_example_by_import_path_without_installing(tmp_path):
     result = run_tuner("run", path, "--scale", "smoke", "--storage", tmp_path / "store",
                        env={"PYTHONPATH": str(EXAMPLE)}, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    state = json.loads((tmp_path / "store" / "topk_paths-smoke" / "study.json").read_text())
-    (run,) = MlflowClient(state["mlflow_uri"]).search_runs([state["experiment_id"]], "tags.role = 'trial'")
+    state = load_state(tmp_path / "store" / "topk_paths-smoke")
+    (run,) = MlflowClient(state.mlflow_uri).search_runs([state.experiment_id], "tags.role = 'trial'")
     assert run.info.status == "FINISHED" and run.data.tags["code.task"].startswith("import path | topk_lab.task")
 
 

@@ -10,15 +10,16 @@ from mlflow.tracking import MlflowClient
 
 from tasks.contract import labels, percent_metrics
 
+from ..credentials import redact
 from ..errors import ReportError
 from ..export import study_tables
-from ..runner import load_state
-from ..tracking import tracking_at
-from ..study import Study, load_task
+from ..state import load_state
+from ..study_file import load_task
+from ..tracking import executions, tracking_at
 from .consistency import mixed_environments
 from .newton_system import newton_system_table
 from .plots import curves, lambda_ablation
-from .runtime import runtime_table
+from .timings import runtime_table
 from .pareto_front import FIGURE as PARETO_FIGURE, front_table, pareto_figure, pareto_points
 from .search import FIGURES as SEARCH_FIGURES, rebuild_study, search_figures
 from .stats import formatted, results_table
@@ -27,19 +28,22 @@ from .stats import formatted, results_table
 def build_report(folder: Path, out: Path | None = None) -> Path:
     """Write the report into ``out`` (default ``STUDY/report``) and attach it to the parent run."""
     state = load_state(folder)
-    study = Study(**state["study"])
-    trials, history = study_tables(state["mlflow_uri"], state["experiment_id"])
+    study = state.study
+    trials, history = study_tables(state.mlflow_uri, state.experiment_id, state.execution_id)
     if trials.empty or not (trials["status"] == "FINISHED").any():
         raise ReportError(f"study {study.name!r} has no finished trial to report on yet")
+    with tracking_at(state.mlflow_uri, "listing the study's executions"):
+        others = [run for run in executions(state.mlflow_uri, state.experiment_id)
+                  if run.info.run_id != state.execution_id]
     out = Path(out) if out is not None else folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     task = load_task(study.task, study.name)
-    metric, mode = study.metrics[0], study.modes[0]  # the first objective: Tune's metric, the curves' y axis
+    metric, mode = study.primary  # the first objective: Tune's metric, the curves' y axis
     metrics, percent, label = list(task.REPORT_METRICS), percent_metrics(task), labels(task).get(metric)
     title = f"study {study.name}: {budget(trials)}"
     compared = trials[trials["phase"] != "search"] if (trials["phase"] != "search").any() else trials
 
-    warnings = mixed_environments(compared)
+    warnings = mixed_environments(compared, state.code_hash)
     table = results_table(compared, metrics)
     table.to_csv(out / "results.csv", index=False)
     pretty = formatted(table, metrics, percent)
@@ -72,11 +76,11 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
                 pareto_figure(points, study, title, out / PARETO_FIGURE, labels(task), percent_metrics(task))
                 figures.insert(0, PARETO_FIGURE)
     (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state,
-                                             _scaled(metrics, percent), warnings, front))
+                                             _scaled(metrics, percent), warnings, front, others))
     for line in warnings:
         print(f"tuner: warning: {line}", flush=True)
-    with tracking_at(state["mlflow_uri"], "attaching the report to the study's parent run"):
-        MlflowClient(state["mlflow_uri"]).log_artifacts(state["parent_run_id"], str(out), artifact_path="report")
+    with tracking_at(state.mlflow_uri, "attaching the report to the study's parent run"):
+        MlflowClient(state.mlflow_uri).log_artifacts(state.parent_run_id, str(out), artifact_path="report")
     return out
 
 
@@ -103,13 +107,20 @@ def _scaled(metrics: list[str], percent: tuple[str, ...]) -> str:
     return "" if not shown else (", ×100" if len(shown) == len(metrics) else f"; {', '.join(shown)} ×100")
 
 
-def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled, warnings, front) -> str:
+def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled, warnings, front, others) -> str:
     lines = [f"# Report: {title}", "", study.description, ""]
+    lines += [f"Execution: parent run {state.execution_id} (study folder `{state.study.name}`; every table and "
+              f"figure reads this execution's trials only)."]
+    if others:
+        listed = ", ".join(f"{run.info.run_id} ({run.data.tags.get('storage', '?')})" for run in others)
+        lines += [f"The MLflow experiment `{study.name}` also holds {len(others)} other execution(s) of this study "
+                  f"name, not read here: {listed}."]
+    lines += [""]
     if warnings:
         lines += ["**Warning: the compared trials did not all run alike.**", ""] + [f"- {w}" for w in warnings] + [""]
     objectives = ", ".join(f"`{m}` ({mode})" for m, mode in zip(study.metrics, study.modes))
-    lines += [f"{'Objectives' if study.multi_objective else 'Metric optimised'}: {objectives}. MLflow: `{state['mlflow_uri']}`, "
-              f"experiment {state['experiment_id']}, parent run {state['parent_run_id']}.", "",
+    lines += [f"{'Objectives' if study.multi_objective else 'Metric optimised'}: {objectives}. MLflow: "
+              f"`{redact(state.mlflow_uri)}`, experiment {state.experiment_id}, parent run {state.parent_run_id}.", "",
               f"## Results (final values, mean ± std over seeds{scaled})", "",
               "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
               "(Welch's t-test when seeds differ); raw p, Holm-adjusted p over all tests of that metric in this "
@@ -131,7 +142,7 @@ def _markdown(study, title, pretty, runtime, system, figures, search, state, sca
     if search:
         lines += ["", "## Search", "", f"{search['complete']} of {search['trials']} searched trials completed."]
         if "best" in search:
-            lines += [f"Best: `{study.metrics[0]}` = {search['best']['value']:.4g} with {search['best']['params']} "
+            lines += [f"Best: `{study.primary.metric}` = {search['best']['value']:.4g} with {search['best']['params']} "
                       f"(trial {search['best']['trial_id']})."]
         if "importances" in search:
             lines += ["Parameter importances (fANOVA): " + ", ".join(

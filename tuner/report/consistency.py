@@ -8,8 +8,9 @@ import pandas as pd
 from ..environment import COMPARED
 
 
-def mixed_environments(trials: pd.DataFrame) -> list[str]:
-    """One line per environment field whose value differs between the finished trials, with the counts."""
+def mixed_environments(trials: pd.DataFrame, shipped_code: str = "") -> list[str]:
+    """One line per environment field whose value differs between the finished trials, with the counts; and one
+    when trials ran other code than the driver shipped (``shipped_code``: the driver's ``env.code_hash``)."""
     done = trials[trials["status"] == "FINISHED"]
     columns = [c.replace(".", "_") for c in COMPARED] + ["device"]
     lines = []
@@ -20,4 +21,9 @@ def mixed_environments(trials: pd.DataFrame) -> list[str]:
         if len(counts) > 1:
             spread = ", ".join(f"{value} ({n} trials)" for value, n in counts.items())
             lines.append(f"trials compared here ran with different {column.removeprefix('env_')}: {spread}")
+    if shipped_code and "env_code_hash" in done:
+        other = done["env_code_hash"].fillna("unknown") != shipped_code
+        if other.any():
+            lines.append(f"{int(other.sum())} of {len(done)} trials ran code other than the driver's (code hash "
+                         f"{shipped_code}): a node with another checkout or installed version of this project")
     return lines

@@ -44,7 +44,7 @@ def pareto_points(trials: pd.DataFrame, study: Study) -> pd.DataFrame:
 def front_table(points: pd.DataFrame, study: Study) -> pd.DataFrame:
     """The non-dominated settings, best first in the first objective."""
     front = points[points["on_front"]].drop(columns="on_front")
-    return front.sort_values(study.metrics[0], ascending=study.modes[0] == "min").reset_index(drop=True)
+    return front.sort_values(study.primary.metric, ascending=study.primary.mode == "min").reset_index(drop=True)
 
 
 def pareto_figure(points: pd.DataFrame, study: Study, title: str, path: Path, labels: dict[str, str],

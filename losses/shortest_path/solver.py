@@ -9,15 +9,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# (dy, dx) of the 8 neighbours; among equally good ones the first listed is walked back to.
-NEIGHBOURS = ((-1, -1), (-1, 0), (0, -1), (-1, 1), (1, -1), (1, 0), (0, 1), (1, 1))
+from .grid import NEIGHBOURS
+
 NO_PREDECESSOR = -1
 
 
 def shortest_paths(costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Shortest (0,0) -> (H-1,W-1) paths for (B, H, W) non-negative vertex costs (zeros and ties included).
 
-    On the CPU a compiled Dijkstra per grid (``grid_dijkstra``); on other devices a min-plus relaxation of all
+    On the CPU a compiled Dijkstra per grid (``dijkstra``); on other devices a min-plus relaxation of all
     grids at once (``solve_by_relaxation``). Both return the same paths, bit for bit: distances are computed in
     float64 and are the same least left-to-right sum over paths either way, and ``canonical_path`` picks among
     equally short paths by a rule of the distances alone.
@@ -32,7 +32,7 @@ def shortest_paths(costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError("costs must be finite and non-negative")
     c = costs.detach().to(torch.float64)
     if c.device.type == "cpu":
-        from .grid_dijkstra import solve_grids
+        from .dijkstra import solve_grids  # numba, loaded on the first CPU solve only
         paths, path_costs = solve_grids(c.numpy())
         return torch.from_numpy(paths).to(costs.dtype), torch.from_numpy(path_costs).to(costs.dtype)
     return solve_by_relaxation(costs)

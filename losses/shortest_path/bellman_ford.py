@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from algovision import Algorithm, ArgMin, For, GT, Input, Let, Min, Output, Var, While
 
-from .registry import LOSSES
-from .shortest_path import NEIGHBOURS
+from ..registry import LOSSES
+from .grid import NEIGHBOURS
 
 FAR = 1e4  # distance of cells not reached yet, and of the border (finite: 0 * inf would be nan)
 

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .shortest_path import shortest_paths
+from .solver import shortest_paths
 
 
 def solve_flat(costs: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .permutation import PermutationLoss
-from .registry import LOSSES
+from ..registry import LOSSES
 
 
 def neuralsort_logits(s: torch.Tensor, tau: float) -> torch.Tensor:

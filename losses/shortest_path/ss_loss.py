@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .grid_paths import EstimatedLoss, solve_flat
-from .registry import LOSSES
+from .estimated import EstimatedLoss, solve_flat
+from ..registry import LOSSES
 from .smoothing import smoothed_loss_estimates
 
 

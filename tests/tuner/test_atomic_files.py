@@ -1,4 +1,4 @@
-"""Tune's study folder is written atomically (tuner/storage.py); a damaged Tune state is refused, not restarted."""
+"""Tune's study folder is written atomically (tuner/atomic_files.py); a damaged Tune state is refused, not restarted."""
 import json
 import os
 import pickle
@@ -9,8 +9,9 @@ import textwrap
 import pyarrow.fs as pafs
 import pytest
 
-from tuner.runner import StudyStateError, check_tune_state, checkpoint_period
-from tuner.storage import atomic_filesystem
+from tuner.errors import StudyStateError
+from tuner.phases import check_tune_state, checkpoint_period
+from tuner.atomic_files import atomic_filesystem
 
 from .helpers import REPO
 
@@ -20,7 +21,7 @@ def test_a_writer_killed_mid_file_leaves_the_previous_version(tmp_path):
     target.write_text('{"old": true}')
     script = textwrap.dedent(f"""
         import os, signal
-        from tuner.storage import atomic_filesystem
+        from tuner.atomic_files import atomic_filesystem
         stream = atomic_filesystem().open_output_stream({str(target)!r})
         stream.write(b'{{"new": ')  # half a JSON document, then the process dies as a SIGKILLed driver does
         stream.flush()

@@ -1,8 +1,8 @@
 """The shortest-path solver on the CPU: Dijkstra per grid, compiled (numba), one thread.
 
-Same result as ``shortest_path.solve_by_relaxation`` (the torch solver that runs on GPUs), bit for bit:
+Same result as ``solver.solve_by_relaxation`` (the torch solver that runs on GPUs), bit for bit:
 both compute the same float64 distances (the least sum, added left to right along the path, over all paths), and
-both pick the path from those distances by the same rule (``shortest_path.canonical_path``'s docstring).
+both pick the path from those distances by the same rule (``solver.canonical_path``'s docstring).
 
 numba is imported and the kernel compiled (or loaded from numba's cache) on the first call, so a process that
 never solves a grid (a ranking trial, the tuner's driver) does not pay ~100 MB and a second for it.
@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from .shortest_path import NEIGHBOURS
+from .grid import NEIGHBOURS
 
 _MOVES = np.array(NEIGHBOURS, dtype=np.int64)
 

@@ -1,4 +1,7 @@
-"""Small pieces every task's ``train`` uses: config resolution, device, RNG state, timing."""
+"""What every task's ``train`` shares: one ``prepare`` (config resolved, loss and variant objective built, once),
+one ``train_step`` (data, network, loss + Newton step, backward, Adam, each timed) and one ``evaluation`` block
+(the metrics of an evaluation with the Newton-system monitor and the timings), plus device, RNG state and timing.
+The built-in tasks and the example task of ``examples/topk_lab`` use them; a user's task may."""
 from __future__ import annotations
 
 import difflib
@@ -7,12 +10,14 @@ import math
 import os
 import random
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from losses import LOSSES, VARIANTS, make_objective
+from losses.variants import Objective
 
 
 class NonFiniteTrainingError(FloatingPointError):
@@ -31,7 +36,8 @@ def resolve_config(config: dict[str, Any], defaults: dict[str, Any], task: str) 
             valid = list(defaults) + list(own)
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            others = [name for name in LOSSES.names() if key in LOSSES.parameters(name)]
+            loaded = set(LOSSES.loaded())
+            others = [name for name in LOSSES.names() if name in loaded and key in LOSSES.parameters(name)]
             if others:
                 raise KeyError(f"loss {loss!r} takes no parameter {key!r}{hint} (it takes: {', '.join(own) or 'none'}; "
                                f"{key!r} is a parameter of {', '.join(others)})")
@@ -42,8 +48,9 @@ def resolve_config(config: dict[str, Any], defaults: dict[str, Any], task: str) 
 
 def _unset_loss_parameter(key: str, value: Any) -> bool:
     """``key: None`` for another loss's parameter means "not set" (a grid over several loss families may share
-    ``params``); a key no loss takes is still an error."""
-    return value is None and any(key in LOSSES.parameters(name) for name in LOSSES.names())
+    ``params``); a key no loss takes is still an error. Only losses already resolved here are asked (the built-ins
+    and the study's own), so a misspelled key never imports every installed plugin."""
+    return value is None and any(key in LOSSES.parameters(name) for name in LOSSES.loaded())
 
 
 def loss_params(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -69,19 +76,73 @@ def check_positive(cfg: dict[str, Any], task: str, ints: tuple[str, ...], minimu
 
 def build_loss(cfg: dict[str, Any], kind: str, task: str):
     """The configured loss, checked to serve this task (its ``task_kind``; a loss that declares none fits any
-    task) and to have the configured variant (its ``variants``), λ checked for a Newton variant; each a
-    one-line error naming the valid choices."""
+    task) and to have the configured variant (its ``variants``); each a one-line error naming the valid
+    choices."""
     name, params = cfg["loss"], loss_params(cfg)
     declared = getattr(LOSSES.get(name), "task_kind", None)  # an unknown name gets the registry's own error
     if declared is not None and declared != kind:
-        own = [n for n in LOSSES.names() if getattr(LOSSES.get(n), "task_kind", None) in (kind, None)]
+        loaded = set(LOSSES.loaded())  # the names a study can write, without importing anyone's plugin
+        own = [n for n in LOSSES.names() if n in loaded and getattr(LOSSES.get(n), "task_kind", None) in (kind, None)]
         raise ValueError(f"{task}: loss {name!r} is a {declared} loss, not a {kind} one (use one of: {', '.join(own)})")
     loss = LOSSES.build(name, **params)
     supported = getattr(loss, "variants", VARIANTS)
     if cfg["variant"] in VARIANTS and cfg["variant"] not in supported:
         raise ValueError(f"{task}: loss {name!r} has no {cfg['variant']!r} variant (it supports: {', '.join(supported)})")
-    make_objective(loss, cfg["variant"], cfg["lam"])
     return loss
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A run's resolved config, its loss, and the variant's objective (built once per run)."""
+    cfg: dict[str, Any]
+    loss: Any
+    objective: Objective
+
+
+def prepare(config: dict[str, Any], defaults: dict[str, Any], kind: str, task: str, positive: tuple[str, ...] = (),
+            minimum: dict[str, int] | None = None) -> Setup:
+    """Resolve ``config`` against the task's ``defaults`` and its loss, build the loss and the variant's objective
+    (λ checked for a Newton variant), and check the integer keys in ``positive`` and ``lr``: every error ``train``
+    would raise for the config, in one call, without loading data. A task's ``check`` is this call."""
+    cfg = resolve_config(config, defaults, task)
+    loss = build_loss(cfg, kind, task)
+    objective = make_objective(loss, cfg["variant"], cfg["lam"])
+    check_positive(cfg, task, positive, minimum)
+    return Setup(cfg, loss, objective)
+
+
+def train_step(setup: Setup, clock: "Stopwatch", optimizer: torch.optim.Optimizer, batch: Callable[[], tuple],
+               forward: Callable[[Any], torch.Tensor], step: int, dtype: torch.dtype | None = None) -> float:
+    """One training step of Section 3's split: ``batch()`` gives (inputs, target) [data], ``forward(inputs)`` the
+    (N, m) output y [network], the variant's gradient at y [loss + Newton step], then y's backward and the
+    optimizer's step [network]; each phase timed by ``clock``. Returns the algorithmic loss of the batch."""
+    clock.start()
+    inputs, target = batch()
+    clock.lap("data")
+    output = forward(inputs)
+    clock.lap("network")
+    grad, value = objective_gradient(setup.objective, output, target, step, setup.cfg, dtype)
+    clock.lap("loss")
+    optimizer.zero_grad(set_to_none=True)
+    output.backward(grad)
+    optimizer.step()
+    clock.lap("network")
+    return value
+
+
+def evaluation(setup: Setup, clock: "Stopwatch", step: int, train_loss: float,
+               evaluate: Callable[[], dict[str, float]], **extra: float) -> dict[str, float]:
+    """The metrics of one evaluation: ``step``, the mean ``train_loss`` since the last one, ``extra``, what
+    ``evaluate()`` measures, the Hessian variant's Newton-system figures (was M + λI positive definite?), all
+    timed as evaluation, then the cumulative ``time_*`` of every phase and ``time_total``."""
+    clock.start()
+    metrics = {"step": step, **extra, "train_loss": train_loss, **evaluate()}
+    if setup.objective.monitor is not None:
+        metrics.update(setup.objective.monitor.take())
+    clock.lap("eval")
+    metrics.update({f"time_{k}": v for k, v in clock.totals.items()})
+    metrics["time_total"] = sum(clock.totals.values())
+    return metrics
 
 
 def objective_gradient(objective, output: torch.Tensor, target: torch.Tensor, step: int, cfg: dict[str, Any],

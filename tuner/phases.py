@@ -1,0 +1,223 @@
+"""A study's phases, each one Ray Tune experiment in ``STORAGE/STUDY/PHASE``: the grid, the Optuna search, and
+the replication of what the search found. A phase restores from its folder when ``tuner resume`` finds it
+started, and is marked done in the study state only when its trials are all settled in MLflow (and, for a
+search, in its Optuna storage)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.error import TuneError
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from tasks import TASKS
+
+from .atomic_files import atomic_filesystem, remove_partials
+from .callbacks import MlflowStatus, TrialSummary
+from .credentials import redact
+from .errors import StudyStateError, TrackingError, TunerError
+from .optuna_study import StoredOptunaSearch, load, new_phase_study, settle_with_runs
+from .pareto import pareto_mask
+from .search_space import optuna_distribution, tune_domain
+from .state import StudyState, TrialContext, save_state
+from .study import Study
+from .trainable import run_trial
+from .tracking import close_orphans, set_tags, study_runs, tracking_at
+from .warm_start import warm_start_sources, warm_start_trials
+
+USER_CHECKPOINT_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")  # before checkpoint_period() sets it per phase
+
+
+def phases(study: Study) -> list[str]:
+    names = ["grid"] if study.grid else []
+    if study.search is not None:
+        names += ["search"] + (["replicate"] if study.search.replicate else [])
+    return names
+
+
+def run_phases(folder: Path, state: StudyState, context: TrialContext) -> int:
+    """Run the phases not done yet; returns the failed trials of the whole study, phases finished before a
+    ``tuner resume`` included (their counts are kept in the state). ``context`` is the trials' context, its
+    phase set per phase."""
+    from mlflow.tracking import MlflowClient
+
+    study, uri = state.study, state.mlflow_uri
+    for phase in phases(study):
+        if state.done(phase):
+            continue
+        state.phases[phase] = "started"
+        save_state(folder, state)
+        status = MlflowStatus(context.model_copy(update={"phase": phase}), study.keep_checkpoints)
+        try:
+            results = fit(folder, state, phase, status)
+        except (TrackingError, TuneError) as error:
+            if isinstance(error, TuneError) and not status.failures:
+                raise  # not the tracking store: a bug, with its traceback
+            cause = status.failures[0] if status.failures else error
+            raise TrackingError(f"{cause}; phase {phase!r} stopped and the study is kept as it was: once the tracking "
+                                f"store answers again, `tuner resume {study.name} --storage {folder.parent}` "
+                                f"continues it") from None
+        state.failed[phase] = len(results.errors)
+        with tracking_at(uri, f"closing phase {phase!r}"):
+            orphans = close_orphans(uri, state.experiment_id, state.execution_id, phase)
+            if orphans:
+                print(f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
+                      f"driver; marked KILLED (tag 'orphaned')", flush=True)
+            if phase == "search":
+                _close_search(state, results)
+        state.phases[phase] = "done"
+        save_state(folder, state)
+    total = sum(state.failed.values())
+    with tracking_at(uri, "closing the study's parent run"):
+        MlflowClient(uri).set_terminated(state.parent_run_id, "FAILED" if total else "FINISHED")
+    return total
+
+
+def _close_search(state: StudyState, results) -> None:
+    """Settle the Optuna storage with the search's MLflow runs, then record what the search found."""
+    study = state.study
+    runs = [r for r in study_runs(state.mlflow_uri, state.experiment_id, state.execution_id)
+            if r.data.tags.get("phase") == "search"]
+    distributions = {name: optuna_distribution(p) for name, p in study.search.space.items()}
+    settled = settle_with_runs(state.optuna, runs, study.metrics, distributions)
+    if settled:
+        print(f"tuner: {settled} searched trial(s) that finished on a retry or a resume told to the Optuna study",
+              flush=True)
+    if study.multi_objective:
+        state.front = front_configs(state)
+        set_tags(state.mlflow_uri, state.parent_run_id, {"pareto_front": json.dumps(state.front)})
+    else:
+        state.best = best_config(results, study)
+        set_tags(state.mlflow_uri, state.parent_run_id, {"best_config": json.dumps(state.best)})
+
+
+def fit(folder: Path, state: StudyState, phase: str, status: MlflowStatus):
+    """Run (or restore) one phase's Tune experiment to its end."""
+    study = state.study
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=status.context),
+                                    {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
+    path, storage = folder / phase, atomic_filesystem()
+    remove_partials(path)  # leftovers of writers killed mid-file; nothing writes there now
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = checkpoint_period(phase)  # read when Tune's controller starts
+    if tune.Tuner.can_restore(str(path), storage_filesystem=storage):
+        if any(path.glob("experiment_state-*.json")):
+            check_tune_state(path)
+            return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True,
+                                      storage_filesystem=storage).fit()
+        # Killed between Tune writing its tuner.pkl and its first experiment state: no trial was recorded, and
+        # Tune cannot restore such a folder (a search then fails for want of its space). Start the phase anew.
+        shutil.rmtree(path)
+    search_alg, scheduler, samples, concurrency = None, None, 1, study.max_concurrent
+    if phase == "search":
+        space = {k: tune_domain(p) for k, p in study.search.space.items()}
+        param_space = {**study.search_base(), **space}
+        search_alg = ConcurrencyLimiter(_new_searcher(folder, state, OptunaSearch.convert_search_space(space)),
+                                        max_concurrent=study.max_concurrent)
+        samples = planned = study.search.trials
+        concurrency = None  # the ConcurrencyLimiter holds it
+        if study.search.asha is not None:
+            # ASHA-stopped trials reach Optuna as COMPLETE with their value at the stopping rung: TPE then
+            # treats them as (pessimistic) observations, which is what early stopping intends.
+            max_t = TASKS.get(study.task).total_steps(study.search_base())
+            scheduler = ASHAScheduler(time_attr="step", max_t=max_t, grace_period=study.search.asha.grace_period,
+                                      reduction_factor=study.search.asha.reduction_factor)
+    else:
+        trials = study.grid_trials() if phase == "grid" else replicate_trials(state)
+        param_space, planned = {"trial": tune.grid_search(trials)}, len(trials)
+    metric, mode = study.primary
+    tuner = tune.Tuner(
+        trainable, param_space=param_space,
+        # reuse_actors: a finished trial's worker process (torch, ray, mlflow and the task imported, the digit
+        # pools loaded) runs the next trial instead of a fresh process per trial
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=samples, search_alg=search_alg,
+                                    scheduler=scheduler, max_concurrent_trials=concurrency, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=phase, storage_path=str(folder), storage_filesystem=storage, verbose=1,
+            failure_config=tune.FailureConfig(max_failures=study.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[TrialSummary(metric, phase, planned, study.shown_keys()), status]),
+    )
+    return tuner.fit()
+
+
+def replicate_trials(state: StudyState) -> list[dict[str, Any]]:
+    """Every setting the search found (its best, or its Pareto front) on every seed of the study."""
+    settings = state.front if state.study.multi_objective else [state.best]
+    return [{**setting, "seed": seed} for setting in settings for seed in state.study.seeds]
+
+
+def _new_searcher(folder: Path, state: StudyState, distributions: dict) -> StoredOptunaSearch:
+    """The search phase's Optuna searcher on a fresh Optuna study in its storage, seeded by the warm start."""
+    study = state.study
+    task = TASKS.get(study.task)
+    seeded, lines = warm_start_trials(warm_start_sources(study, folder.parent), study, distributions, task.describe)
+    for line in lines:
+        print(f"tuner: {line}", flush=True)
+    new_phase_study(state.optuna, study.directions, distributions, seeded, str(folder))
+    from optuna.samplers import TPESampler
+    single = not study.multi_objective
+    return StoredOptunaSearch(state.optuna, task.METRICS,
+                              metric=study.primary.metric if single else list(study.metrics),
+                              mode=study.primary.mode if single else list(study.modes),
+                              sampler=TPESampler(seed=study.search.sampler_seed,
+                                                 n_startup_trials=study.search.startup_trials))
+
+
+def checkpoint_period(phase: str) -> str:
+    """How often Tune saves a phase's experiment state (``TUNE_GLOBAL_CHECKPOINT_S``).
+
+    A search saves on every controller step: a trial the Optuna searcher suggested after the last save would be
+    forgotten by a killed driver and replaced by another suggestion. Grids and replications save on Tune's
+    adaptive period ("auto": at least every 10 s, at most 5 % of the driver's time): their trials are a fixed
+    list whose ids Tune's restored generator hands out again, and a trial that ran past the last save reopens its
+    MLflow run, whose logged steps are not logged twice (a finished one is replayed, not retrained). Every save
+    copies every trial's record, so saving each step would cost the square of a long grid.
+    A user's own ``TUNE_GLOBAL_CHECKPOINT_S`` wins.
+    """
+    return USER_CHECKPOINT_PERIOD or ("0" if phase == "search" else "auto")
+
+
+def check_tune_state(path: Path) -> None:
+    """Refuse a phase folder whose newest Tune state cannot be read (written by a version without atomic writes,
+    or edited): Tune would log the failure and silently start the phase anew, duplicating its finished trials."""
+    newest = max(path.glob("experiment_state-*.json"))
+    try:
+        json.loads(newest.read_text())
+    except (OSError, ValueError) as error:
+        raise StudyStateError(f"Tune's saved state {newest} cannot be read ({error}); tuner resume will not start "
+                              f"phase {path.name!r} anew over its logged trials: remove the phase folder "
+                              f"{path} to rerun that phase from scratch") from None
+
+
+def best_config(results, study: Study) -> dict[str, Any]:
+    metric, mode = study.primary
+    best = results.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
+    if best is None or best.config is None:
+        raise TunerError(f"search of study {study.name!r} produced no finished trial with metric {metric!r}")
+    config = {k: v for k, v in best.config.items() if k in study.search_base() or k in study.search.space}
+    config.pop("seed", None)
+    return config
+
+
+def front_configs(state: StudyState) -> list[dict[str, Any]]:
+    """The settings on the search's Pareto front (its own finished trials, not the warm-start ones), each once."""
+    import optuna
+
+    study = state.study
+    done = [t for t in load(state.optuna).get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+            if "warm_start" not in t.user_attrs]
+    if not done:
+        raise TunerError(f"search of study {study.name!r} produced no finished trial with metrics "
+                         f"{list(study.metrics)} (Optuna storage {redact(state.optuna.url)})")
+    front = [t for t, keep in zip(done, pareto_mask([t.values for t in done], study.modes)) if keep]
+    settings = {}
+    for trial in front:
+        setting = {k: v for k, v in {**study.search_base(), **trial.params}.items() if k != "seed"}
+        settings.setdefault(json.dumps(setting, sort_keys=True, default=str), setting)
+    return list(settings.values())

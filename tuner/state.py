@@ -1,0 +1,120 @@
+"""A study execution's saved state (``STUDY/study.json``) and the identity every trial carries, as typed models.
+
+An *execution* is one ``tuner run`` of a study file into one study folder; ``tuner resume`` continues it. Its
+id is the id of its MLflow parent run: every trial's run carries it (``mlflow.parentRunId``), and every read,
+sweep and report of the execution filters by it, so two executions of one study name on one tracking server
+(two users, a rerun after the folder was deleted, another ``--storage``) never mix.
+
+This module is the only one that reads or writes ``study.json``; it imports no Ray, so the report and the export
+load a study without starting anything.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .atomic_files import replace_durably
+from .errors import StudyStateError
+from .study import NAME, Study
+
+STATE_FILE = "study.json"
+STATE_VERSION = 2
+PhaseStatus = Literal["started", "done"]
+
+
+class OptunaRef(BaseModel):
+    """Where a searched phase keeps its Optuna study: an RDB URL (never with a password) and the study name."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str
+    study: str
+
+
+class StudyState(BaseModel):
+    """What ``tuner resume``, ``report`` and ``export`` need of an execution, and where its phases stand."""
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    version: int = STATE_VERSION
+    study: Study
+    mlflow_uri: str                      # without credentials (tuner/credentials.py)
+    experiment_id: str
+    parent_run_id: str                   # the execution's id
+    git_commit: str = "unknown"
+    git_dirty: str = "unknown"
+    code_hash: str = ""                  # of the code the driver ships and runs (tuner/plugins.py)
+    phases: dict[str, PhaseStatus] = Field(default_factory=dict)
+    failed: dict[str, int] = Field(default_factory=dict)
+    best: Optional[dict[str, Any]] = None
+    front: Optional[list[dict[str, Any]]] = None
+    selections: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    optuna: Optional[OptunaRef] = None
+
+    @property
+    def execution_id(self) -> str:
+        return self.parent_run_id
+
+    def done(self, phase: str) -> bool:
+        return self.phases.get(phase) == "done"
+
+
+class TrialContext(BaseModel):
+    """What a trial needs to know of its execution, handed to every trial by the driver (Tune pickles it)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    study: str
+    task: str
+    phase: str
+    execution_id: str
+    mlflow_uri: str
+    experiment_id: str
+    git_commit: str
+    git_dirty: str
+    code_hash: str
+    objectives: tuple[str, ...]
+    plugins: dict[str, dict[str, str]] = Field(default_factory=dict)
+    shown: tuple[str, ...] = ("variant", "lam", "seed")
+
+
+def study_dir(storage: str | Path, name: str) -> Path:
+    """``STORAGE/NAME``; ``name`` must be a name a study file may have, so it never leaves the storage folder, and
+    the storage a local (or mounted shared) folder: a URI such as ``s3://bucket`` is refused in one line."""
+    if not NAME.fullmatch(str(name)):
+        raise StudyStateError(f"{name!r} is not a study name (letters, digits, '_', '.', '-'; not starting with '.')")
+    if "://" in str(storage):
+        raise StudyStateError(f"--storage {storage}: the tuner keeps studies in a folder every node can see (a local "
+                              f"disk, or NFS and the like mounted on every node); object-store URIs are not "
+                              f"supported: mount the bucket (e.g. s3fs, gcsfuse) and pass its folder")
+    return Path(storage).expanduser().resolve() / name
+
+
+def load_state(folder: Path) -> StudyState:
+    """The saved state of the study in ``folder``, or a one-line ``StudyStateError``."""
+    path = folder / STATE_FILE
+    if not path.is_file():
+        raise StudyStateError(f"no study in {folder} (expected {path}; run it first with `tuner run STUDY.yaml`)")
+    try:
+        raw = json.loads(path.read_text())
+        return StudyState(**_upgraded(raw))
+    except (OSError, ValueError, TypeError, ValidationError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise StudyStateError(f"the study state {path} cannot be read ({first}); it was written by another version "
+                              f"or edited by hand") from None
+
+
+def save_state(folder: Path, state: StudyState) -> None:
+    """Write ``study.json`` whole or not at all, and durably (a host crash leaves the old or the new file)."""
+    replace_durably(folder / STATE_FILE, state.model_dump_json(indent=2).encode())
+
+
+def _upgraded(raw: dict[str, Any]) -> dict[str, Any]:
+    """A state written before version 2 (an untyped dict) in this version's shape."""
+    if raw.get("version", 1) >= STATE_VERSION:
+        return raw
+    raw = dict(raw)
+    url, name = raw.pop("optuna_storage", None), raw.pop("optuna_study", None)
+    if url:
+        raw["optuna"] = {"url": url, "study": name or raw["study"]["name"]}
+    raw["version"] = STATE_VERSION
+    return {key: value for key, value in raw.items() if key in StudyState.model_fields}
