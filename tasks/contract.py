@@ -11,6 +11,13 @@ this contract when it is first resolved; the error names what is missing.
 loaded with ``weights_only=True`` (tensors, numbers, strings, lists, tuples, dicts). The run's config keys
 ``loss``, ``variant``, ``lam`` and ``seed`` are the tuner's: variants and λ form the comparisons, seeds the
 replicates. An optional ``device`` key ("cpu", "cuda", "auto") lets each run's ``device`` tag name the GPU.
+
+Data. A task whose benchmark has a published data set and a bundled substitute says which one a run uses: its
+``describe`` names the source as ``data_source`` (logged with the run), ``PAPER_DATA_SOURCES`` lists the prefixes
+of the sources that are the paper's own data (any other is a substitute; the report says so), and
+``missing_paper_data(config)`` returns None when that config will train on the paper's data on this machine, or
+else one line saying what it would use instead and how to get the real data. A study with ``data: paper`` needs
+the latter, and ``tuner run``/``resume`` call it for every trial config before anything starts.
 """
 from __future__ import annotations
 
@@ -23,7 +30,8 @@ TUNER_KEYS = ("loss", "variant", "lam", "seed")
 
 @runtime_checkable
 class Task(Protocol):
-    """Required attributes of a task (optional ones: ``METRIC_LABELS``, ``PERCENT_METRICS``)."""
+    """Required attributes of a task (optional ones: ``METRIC_LABELS``, ``PERCENT_METRICS``,
+    ``PAPER_DATA_SOURCES``, ``missing_paper_data``)."""
 
     LOSS_KIND: str                    # the ``task_kind`` of the losses it takes (a loss declaring none fits any)
     DEFAULTS: dict[str, Any]          # every config key it takes, with its default (the loss's own are added)
@@ -43,8 +51,10 @@ class Task(Protocol):
         """Train and evaluate, calling ``report`` at every evaluation; return the last metrics."""
 
 
-# Optional: METRIC_LABELS {metric: axis label} for the report's figures; PERCENT_METRICS, metrics shown x100.
-OPTIONAL = {"METRIC_LABELS": dict, "PERCENT_METRICS": (tuple, list)}
+# Optional: METRIC_LABELS {metric: axis label} for the report's figures; PERCENT_METRICS, metrics shown x100;
+# PAPER_DATA_SOURCES and missing_paper_data(config) -> str | None, see "Data" above.
+OPTIONAL = {"METRIC_LABELS": dict, "PERCENT_METRICS": (tuple, list), "PAPER_DATA_SOURCES": (tuple, list)}
+OPTIONAL_FUNCTIONS = ("missing_paper_data",)
 ATTRIBUTES = {"LOSS_KIND": str, "DEFAULTS": dict, "METRICS": (tuple, list), "REPORT_METRICS": (tuple, list)}
 FUNCTIONS = ("describe", "check", "total_steps", "train")
 
@@ -56,6 +66,8 @@ def check_task(name: str, task: Any) -> None:
                  for key, kind in {**ATTRIBUTES, **OPTIONAL}.items()
                  if hasattr(task, key) and not isinstance(getattr(task, key), kind)]
     problems += [f"{fn}() (missing)" for fn in FUNCTIONS if not callable(getattr(task, fn, None))]
+    problems += [f"{fn} (not callable)" for fn in OPTIONAL_FUNCTIONS
+                 if hasattr(task, fn) and not callable(getattr(task, fn))]
     if not problems:
         problems += [f"DEFAULTS lacks {key!r}" for key in TUNER_KEYS if key not in task.DEFAULTS]
         problems += [f"REPORT_METRICS {m!r} is not in METRICS" for m in task.REPORT_METRICS if m not in task.METRICS]
@@ -75,3 +87,9 @@ def labels(task: Any) -> dict[str, str]:
 
 def percent_metrics(task: Any) -> tuple[str, ...]:
     return tuple(getattr(task, "PERCENT_METRICS", ()))
+
+
+def paper_data_sources(task: Any) -> tuple[str, ...] | None:
+    """Prefixes of the ``data_source`` values that are the paper's own data; None: the task does not say."""
+    sources = getattr(task, "PAPER_DATA_SOURCES", None)
+    return None if sources is None else tuple(sources)

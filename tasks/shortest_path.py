@@ -16,6 +16,7 @@ import torch
 
 from losses.shortest_path.estimated import solve_flat
 
+from .datasets import missing
 from .training import (Setup, Stopwatch, describe_loss, evaluation, pick_device, prepare, resolve_config,
                        restore_rng_state, rng_state, seed_everything, train_step)
 from .warcraft_data import ENV_VAR, cached_generated, load_warcraft
@@ -41,6 +42,7 @@ REPORT_METRICS = ("test_match_path", "test_match_cost")
 METRICS = ("train_loss", "valid_match_path", "valid_match_cost", "valid_cost_ratio", "test_match_path",
            "test_match_cost", "test_cost_ratio", "time_total", "time_loss", "time_network", "time_data", "time_eval")
 PERCENT_METRICS = ("valid_match_path", "valid_match_cost", "test_match_path", "test_match_cost")
+PAPER_DATA_SOURCES = ("warcraft:",)  # the real Warcraft folder; generated:... is the offline substitute
 METRIC_LABELS = {"valid_match_path": "perfect paths (valid)", "valid_match_cost": "optimal-cost paths (valid)",
                  "test_match_path": "perfect paths (test)", "test_match_cost": "optimal-cost paths (test)",
                  "valid_cost_ratio": "path cost / optimum (valid)", "train_loss": "training loss",
@@ -55,6 +57,11 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
     cfg["data_source"] = (f"warcraft:{folder}" if folder else
                           f"generated:{cfg['train_size']}/{cfg['eval_size']}/{cfg['eval_size']}:seed{cfg['data_seed']}")
     return cfg
+
+
+def missing_paper_data(config: dict[str, Any]) -> str | None:
+    """None when this config reads the real Warcraft folder (``data_dir``, else $NEWTON_WARCRAFT_DIR); else why not."""
+    return missing("warcraft", config.get("data_dir"))
 
 
 def total_steps(config: dict[str, Any]) -> int:

@@ -9,6 +9,7 @@ Examples:
   tuner report quickstart
   tuner ui quickstart
   tuner dashboard lambda_search
+  tuner data mnist ~/data/mnist
 """
 from __future__ import annotations
 
@@ -96,6 +97,12 @@ def cmd_dashboard(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from .data_command import data_command
+
+    return data_command(args)
+
+
 COMMANDS = {
     "run": (cmd_run, "run a study file", "tuner run studies/quickstart.yaml [--storage DIR] [--mlflow-uri URI] [--address ADDR]"),
     "resume": (cmd_resume, "continue a study whose driver stopped", "tuner resume quickstart [--storage DIR]"),
@@ -106,6 +113,8 @@ COMMANDS = {
     "ui": (cmd_ui, "open the MLflow dashboard of a study on 127.0.0.1", "tuner ui quickstart [--port 5000]"),
     "dashboard": (cmd_dashboard, "open optuna-dashboard, read-only, on a searched study's Optuna study (127.0.0.1)",
                   "tuner dashboard lambda_search [--port 8080] [--host 127.0.0.1]"),
+    "data": (cmd_data, "download one of the paper's data sets (mnist, warcraft) into a folder, checksums verified",
+             "tuner data mnist ~/data/mnist [--mirror URL]"),
 }
 
 
@@ -118,6 +127,13 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         if name == "validate":
             p.add_argument("files", nargs="+", help="study YAML files")
+            continue
+        if name == "data":
+            p.add_argument("dataset", help="mnist (ranking) or warcraft (shortest paths, 12x12)")
+            p.add_argument("dir", help="folder to put it in (created if needed); a rerun resumes or skips what is there")
+            p.add_argument("--mirror", default=None, help="base URL serving the same file names (and optionally a "
+                           "SHA256SUMS manifest) instead of the published sources")
+            p.add_argument("--keep-archive", action="store_true", help="keep an archive after unpacking it")
             continue
         p.add_argument("study", help="study YAML file" if name == "run" else "study name (or its YAML file)")
         p.add_argument("--storage", default=DEFAULT_STORAGE,

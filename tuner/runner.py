@@ -14,6 +14,7 @@ from .cluster import check_resources_fit, check_tracking_fits_cluster, init_ray
 from .environment import git_state
 from .errors import StudyError, StudyStateError
 from .optuna_study import DB_FILE, check_name_free, drop_study, open_storage, reserve_study
+from .paper_data import check_paper_data
 from .phases import phases, run_phases
 from .plugins import code_hash, code_tags, plugins, user_code_dirs
 from .state import STATE_FILE, OptunaRef, StudyState, TrialContext, load_state, save_state, study_dir
@@ -30,8 +31,8 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
     Everything that can be checked is checked before the first file is written (the study folder exists only
     once the tracking store holds the study's experiment and parent run): an existing study, the tracking
     server, the Optuna storage and the studies a search warm-starts from, the Ray cluster, whether a node can
-    hold a trial, and whether the tracking store suits the cluster. URLs arrive without credentials
-    (``tuner/credentials.py``).
+    hold a trial, and whether the tracking store suits the cluster; a ``data: paper`` study's data before those.
+    URLs arrive without credentials (``tuner/credentials.py``).
     """
     folder = study_dir(storage, study.name)
     if (folder / STATE_FILE).exists():
@@ -39,6 +40,7 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
                               f"`tuner resume {study.name} --storage {folder.parent}`, or choose another --storage")
     if optuna_storage and study.search is None:
         raise StudyError(f"--optuna-storage: study {study.name!r} has no search phase to keep there")
+    check_paper_data(study)  # data: paper and a task that would train on a substitute
     if mlflow_uri:
         probe_tracking(mlflow_uri)
     if optuna_storage:
@@ -80,6 +82,7 @@ def resume_study(folder: Path, address: str | None = None) -> int:
     state = load_state(folder)
     study = state.study
     check_study(study, folder / STATE_FILE)  # its task and losses still load here (user code may be gone)
+    check_paper_data(study, resuming=True)  # the data it started on is still named here
     probe_tracking(state.mlflow_uri)
     if study.search is not None:
         if state.optuna is None:  # a study begun before searches kept their Optuna study

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Scalar = Union[bool, int, float, str, None]
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a study name names a folder: no separators, no leading dot
 KINDS = ("log", "uniform", "integer", "choice")
+DataNeed = Literal["paper", "any"]  # the paper's own data sets only, or the bundled substitutes too
 
 
 class Objective(NamedTuple):
@@ -109,8 +110,10 @@ class Resources(_Frozen):
 
 class Scale(_Frozen):
     """A named override (``tuner run STUDY --scale smoke``): params merged in; seeds, search budget, per-trial
-    resources and concurrency replaced (a GPU cluster's ``{cpu: 4, gpu: 0.5}`` never fits a laptop)."""
+    resources and concurrency replaced (a GPU cluster's ``{cpu: 4, gpu: 0.5}`` never fits a laptop). A scale runs
+    on whatever data is at hand (the bundled substitutes included) unless it says ``data: paper`` itself."""
     params: dict[str, Scalar] = Field(default_factory=dict)
+    data: DataNeed | None = None
     seeds: Optional[tuple[int, ...]] = None
     search_trials: Optional[int] = Field(default=None, gt=0)
     resources: Optional[Resources] = None
@@ -118,6 +121,8 @@ class Scale(_Frozen):
 
 
 class Study(_Frozen):
+    """``data: paper``: every trial must train on the paper's own data sets (``tuner run``/``resume`` refuse to
+    start while the task says a config would use a substitute, ``tuner/paper_data.py``); ``any``: substitutes do."""
     name: str
     task: str
     description: str = ""
@@ -130,6 +135,7 @@ class Study(_Frozen):
     resources: Resources = Resources()
     max_concurrent: int = Field(default=1, gt=0)
     max_failures: int = Field(default=1, ge=0)
+    data: DataNeed = "any"
     keep_checkpoints: bool = False
     scales: dict[str, Scale] = Field(default_factory=dict)
     source: str = ""

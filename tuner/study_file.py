@@ -58,7 +58,8 @@ def _scaled(study: Study, scale: str, path: Path) -> Study:
         raise StudyError(f"{path}: scales: no scale {scale!r} (this study has: {', '.join(study.scales) or 'none'})")
     override = study.scales[scale]
     raw = study.model_dump()
-    raw.update(name=f"{study.name}-{scale}", params={**study.params, **override.params}, scales={})
+    raw.update(name=f"{study.name}-{scale}", params={**study.params, **override.params}, scales={},
+               data=override.data or "any")  # a scale runs on the substitutes unless it says otherwise
     if override.seeds is not None:
         raw["seeds"] = override.seeds
     if override.search_trials is not None and study.search is not None:
@@ -85,6 +86,9 @@ def check_study(study: Study, path: str | Path) -> None:
         task = TASKS.get(study.task)
     except (KeyError, ImportError, TypeError) as error:  # unknown name, user code that fails to import, contract
         raise StudyError(f"{path}: task: {error.args[0]}") from None
+    if study.data == "paper" and not callable(getattr(task, "missing_paper_data", None)):
+        raise StudyError(f"{path}: data: task {study.task!r} cannot say whether a config trains on the paper's data "
+                         f"(it has no missing_paper_data, see tasks/contract.py), so it cannot run with data: paper")
     if study.grid and not study.grid_trials():
         raise StudyError(f"{path}: grid: the grid is empty (a block has a key with no values)")
     for i, trial in enumerate(study.grid_trials()):

@@ -17,6 +17,7 @@ from ..state import load_state
 from ..study_file import load_task
 from ..tracking import executions, tracking_at
 from .consistency import mixed_environments
+from .data_sources import table_data
 from .newton_system import newton_system_table
 from .plots import curves, lambda_ablation
 from .timings import runtime_table
@@ -50,11 +51,12 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     runtime = runtime_table(compared)
     runtime.to_csv(out / "runtime.csv", index=False)
     system = newton_system_table(compared, history)
+    data = table_data(compared, trials, task, study.multi_objective)  # which data each table rests on
     if not system.empty:
         system.to_csv(out / "newton_system.csv", index=False)
     pretty.to_latex(out / "results.tex", index=False, escape=True,
                     caption=f"{title}: mean ± std over seeds{_scaled(metrics, percent)}; * Holm-adjusted p < 0.05 "
-                            f"against the baseline (family: all tests of that metric in this table)")
+                            f"against the baseline (family: all tests of that metric in this table).{data.caption}")
     figures = []
     if lambda_ablation(compared, metric, title, out / "lambda_ablation.png", label):
         figures.append("lambda_ablation.png")
@@ -76,7 +78,7 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
                 pareto_figure(points, study, title, out / PARETO_FIGURE, labels(task), percent_metrics(task))
                 figures.insert(0, PARETO_FIGURE)
     (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state,
-                                             _scaled(metrics, percent), warnings, front, others))
+                                             _scaled(metrics, percent), warnings, front, others, data))
     for line in warnings:
         print(f"tuner: warning: {line}", flush=True)
     with tracking_at(state.mlflow_uri, "attaching the report to the study's parent run"):
@@ -107,7 +109,8 @@ def _scaled(metrics: list[str], percent: tuple[str, ...]) -> str:
     return "" if not shown else (", ×100" if len(shown) == len(metrics) else f"; {', '.join(shown)} ×100")
 
 
-def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled, warnings, front, others) -> str:
+def _markdown(study, title, pretty, runtime, system, figures, search, state, scaled, warnings, front, others,
+              data) -> str:
     lines = [f"# Report: {title}", "", study.description, ""]
     lines += [f"Execution: parent run {state.execution_id} (study folder `{state.study.name}`; every table and "
               f"figure reads this execution's trials only)."]
@@ -115,7 +118,7 @@ def _markdown(study, title, pretty, runtime, system, figures, search, state, sca
         listed = ", ".join(f"{run.info.run_id} ({run.data.tags.get('storage', '?')})" for run in others)
         lines += [f"The MLflow experiment `{study.name}` also holds {len(others)} other execution(s) of this study "
                   f"name, not read here: {listed}."]
-    lines += [""]
+    lines += data.header + [""]
     if warnings:
         lines += ["**Warning: the compared trials did not all run alike.**", ""] + [f"- {w}" for w in warnings] + [""]
     objectives = ", ".join(f"`{m}` ({mode})" for m, mode in zip(study.metrics, study.modes))
@@ -124,18 +127,20 @@ def _markdown(study, title, pretty, runtime, system, figures, search, state, sca
               f"## Results (final values, mean ± std over seeds{scaled})", "",
               "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
               "(Welch's t-test when seeds differ); raw p, Holm-adjusted p over all tests of that metric in this "
-              "table (the family-wise error rate), Cohen's d; `*` marks Holm-adjusted p < 0.05.", "",
+              f"table (the family-wise error rate), Cohen's d; `*` marks Holm-adjusted p < 0.05.{data.caption}", "",
               markdown_table(pretty), "", "## Runtime (seconds, mean over seeds)", "",
-              markdown_table(runtime.round(3)), ""]
+              *([data.caption.strip(), ""] if data.caption else []), markdown_table(runtime.round(3)), ""]
     if not system.empty:
         lines += ["## Newton system of the Hessian variant", "",
                   "Smallest eigenvalue of M + λI in any logged interval, and the mean share of steps where it was "
-                  "≤ 0 (the loss's mean Hessian M outgrew λ; the Newton target then goes uphill along it).", "",
+                  "≤ 0 (the loss's mean Hessian M outgrew λ; the Newton target then goes uphill along it)."
+                  f"{data.caption}", "",
                   markdown_table(system.round(4)), ""]
     if front is not None:
         lines += ["## Pareto front", "",
                   f"Settings no other finished {'searched ' if study.search else ''}trial beats in every objective "
-                  f"({', '.join(f'{m} {mode}' for m, mode in zip(study.metrics, study.modes))}); one row per trial.",
+                  f"({', '.join(f'{m} {mode}' for m, mode in zip(study.metrics, study.modes))}); one row per trial."
+                  f"{data.front_caption}",
                   "", markdown_table(front.round(4)), ""]
     lines += ["## Figures", ""]
     lines += [f"![{f}]({f})" for f in figures]
