@@ -10,6 +10,7 @@ import pkgutil
 
 from .newton import (CURVATURES, fisher_solve, inject_fisher, mean_hessian, newton_loss, newton_objective, newton_target,
                      newton_target_from, per_sample_gradients)
+from .parameters import inject_fisher_per_sample
 from .ranking import per_set_bce, ranking_accuracy, true_permutation
 from .registry import LOSSES
 from .shortest_path import shortest_paths
@@ -19,7 +20,7 @@ for _module in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
     importlib.import_module(_module.name)  # fill the registry
 
 __all__ = [
-    "CURVATURES", "LOSSES", "VARIANTS", "fisher_solve", "inject_fisher", "make_objective",
+    "CURVATURES", "LOSSES", "VARIANTS", "fisher_solve", "inject_fisher", "inject_fisher_per_sample", "make_objective",
     "mean_hessian", "newton_loss", "newton_objective", "newton_target", "newton_target_from", "per_sample_gradients",
     "per_set_bce", "ranking_accuracy", "shortest_paths", "true_permutation",
 ]

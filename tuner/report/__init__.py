@@ -19,6 +19,7 @@ from ..tracking import executions, tracking_at
 from .consistency import mixed_environments
 from .data_sources import table_data
 from .newton_system import newton_system_table
+from .paired_seeds import paired_report
 from .plots import curves, lambda_ablation
 from .timings import runtime_table
 from .pareto_front import FIGURE as PARETO_FIGURE, front_table, pareto_figure, pareto_points
@@ -50,6 +51,9 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     pretty = formatted(table, metrics, percent)
     runtime = runtime_table(compared)
     runtime.to_csv(out / "runtime.csv", index=False)
+    paired = paired_report(compared, task, dict(zip(study.metrics, study.modes)))  # a task's PAPER_PER_SEED
+    if paired is not None:
+        paired.write(out)
     system = newton_system_table(compared, history)
     data = table_data(compared, trials, task, study.multi_objective)  # which data each table rests on
     if not system.empty:
@@ -78,7 +82,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
                 pareto_figure(points, study, title, out / PARETO_FIGURE, labels(task), percent_metrics(task))
                 figures.insert(0, PARETO_FIGURE)
     (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state,
-                                             _scaled(metrics, percent), warnings, front, others, data))
+                                             _scaled(metrics, percent), warnings, front, others, data)
+                                             + (paired.markdown(markdown_table) if paired is not None else ""))
     for line in warnings:
         print(f"tuner: warning: {line}", flush=True)
     with tracking_at(state.mlflow_uri, "attaching the report to the study's parent run"):

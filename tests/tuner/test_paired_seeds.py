@@ -1,0 +1,69 @@
+"""The report's per-seed paired table: pairs by seed within a setting, tests against scipy on the differences,
+the paper's per-seed numbers beside ours only at the paper's λ, and the cost per step."""
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from tuner.report.paired_seeds import paired_report
+
+PAPER = {"source": "Table X", "metric": "mse", "lam": 0.1,
+         "values": {1: {"baseline": 0.3, "fisher": 0.2}, 2: {"baseline": 0.2, "fisher": 0.15},
+                    3: {"baseline": 0.5, "fisher": 0.25}}}
+
+
+def _task(paper=PAPER):
+    return types.SimpleNamespace(REPORT_METRICS=("mse",), PAPER_PER_SEED=paper)
+
+
+def _trials(values: dict, steps=10):
+    """values: {(variant, lam, seed): mse}; time per training step 1 s for the baseline, 1.1 s for the others."""
+    rows = []
+    for (variant, lam, seed), mse in values.items():
+        per_step = 1.0 if variant == "baseline" else 1.1
+        rows.append({"status": "FINISHED", "param_variant": variant, "param_lam": lam, "param_seed": seed,
+                     "param_steps": steps, "param_loss": "mse", "final_mse": mse,
+                     "final_time_total": per_step * steps + 2.0, "final_time_eval": 2.0, "final_time_loss": 0.5,
+                     "start_time": pd.Timestamp("2026-01-01 00:00:00") + pd.Timedelta(seconds=seed),
+                     "end_time": pd.Timestamp("2026-01-01 00:01:00") + pd.Timedelta(seconds=seed)})
+    return pd.DataFrame(rows)
+
+
+def test_pairs_by_seed_and_tests_the_differences_like_scipy():
+    base = {1: 0.33, 2: 0.21, 3: 0.52}
+    fisher = {1: 0.20, 2: 0.16, 3: 0.30}
+    trials = _trials({**{("baseline", None, s): v for s, v in base.items()},
+                      **{("fisher", 0.1, s): v for s, v in fisher.items()},
+                      ("fisher", 1.0, 1): 0.4, ("fisher", 1.0, 2): 0.1})
+    report = paired_report(trials, _task(), {"mse": "min"})
+    at_paper = report.pairs[report.pairs["lam"] == 0.1].set_index("seed")
+    assert list(at_paper.index) == [1, 2, 3]
+    assert np.allclose(at_paper["delta"], [fisher[s] - base[s] for s in (1, 2, 3)])
+    assert np.allclose(at_paper["paper_delta"], [-0.1, -0.05, -0.25])
+    other = report.pairs[report.pairs["lam"] == 1.0]
+    assert len(other) == 2 and other["paper_baseline"].isna().all()  # the paper's numbers are for λ = 0.1 only
+    summary = report.summary.set_index("lam")
+    delta = np.array([fisher[s] - base[s] for s in (1, 2, 3)])
+    assert summary.loc[0.1, "t_p"] == pytest.approx(stats.ttest_rel(list(fisher.values()), list(base.values())).pvalue)
+    assert summary.loc[0.1, "sign_p"] == pytest.approx(0.25)  # 3 of 3 the same sign: 2 * 0.5^3
+    assert summary.loc[0.1, "better_in"] == "3 of 3" and summary.loc[1.0, "better_in"] == "1 of 2"
+    assert summary.loc[0.1, "mean_delta"] == pytest.approx(delta.mean())
+    assert summary.loc[0.1, "paper_t_p"] == pytest.approx(stats.ttest_1samp([-0.1, -0.05, -0.25], 0).pvalue)
+    assert np.isnan(summary.loc[1.0, "paper_t_p"])
+    cost = report.cost.set_index("variant")
+    assert cost.loc["baseline", "train_s_per_step"] == pytest.approx(1.0)
+    assert report.cost.set_index("lam").loc[0.1, "ratio_to_baseline_mean"] == pytest.approx(1.1)
+    assert report.wall_s == pytest.approx(62.0)
+
+
+def test_no_paper_numbers_no_table_and_equal_differences_are_no_test():
+    trials = _trials({("baseline", None, 1): 0.3, ("baseline", None, 2): 0.2,
+                      ("fisher", 0.1, 1): 0.2, ("fisher", 0.1, 2): 0.1})
+    assert paired_report(trials, types.SimpleNamespace(REPORT_METRICS=("mse",)), {"mse": "min"}) is None
+    report = paired_report(trials, _task(), {})
+    row = report.summary.iloc[0]
+    assert np.isnan(row["t_p"]) and row["sign_p"] == pytest.approx(0.5) and "better_in" not in row
+    markdown = report.markdown(lambda frame: "|".join(frame.columns))
+    assert "paper: Δ" in markdown and "Table X" in markdown
