@@ -52,8 +52,10 @@ class Task(Protocol):
 
 
 # Optional: METRIC_LABELS {metric: axis label} for the report's figures; PERCENT_METRICS, metrics shown x100;
-# PAPER_DATA_SOURCES and missing_paper_data(config) -> str | None, see "Data" above.
-OPTIONAL = {"METRIC_LABELS": dict, "PERCENT_METRICS": (tuple, list), "PAPER_DATA_SOURCES": (tuple, list)}
+# PAPER_DATA_SOURCES and missing_paper_data(config) -> str | None, see "Data" above; LOWER_IS_BETTER, metrics whose
+# lower values are better (the report's verdicts; time_* metrics are, and any other is higher-better).
+OPTIONAL = {"METRIC_LABELS": dict, "PERCENT_METRICS": (tuple, list), "PAPER_DATA_SOURCES": (tuple, list),
+            "LOWER_IS_BETTER": (tuple, list)}
 OPTIONAL_FUNCTIONS = ("missing_paper_data",)
 ATTRIBUTES = {"LOSS_KIND": str, "DEFAULTS": dict, "METRICS": (tuple, list), "REPORT_METRICS": (tuple, list)}
 FUNCTIONS = ("describe", "check", "total_steps", "train")
@@ -87,6 +89,10 @@ def labels(task: Any) -> dict[str, str]:
 
 def percent_metrics(task: Any) -> tuple[str, ...]:
     return tuple(getattr(task, "PERCENT_METRICS", ()))
+
+
+def lower_is_better(task: Any) -> tuple[str, ...]:
+    return tuple(getattr(task, "LOWER_IS_BETTER", ()))
 
 
 def paper_data_sources(task: Any) -> tuple[str, ...] | None:

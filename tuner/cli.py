@@ -7,6 +7,7 @@ Examples:
   tuner resume quickstart
   tuner export quickstart --out exports/
   tuner report quickstart
+  tuner compare quickstart quickstart --before-storage main_results --fail-on worse
   tuner ui quickstart
   tuner dashboard lambda_search
   tuner data mnist ~/data/mnist
@@ -72,6 +73,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .compare import compare_studies, verdict_failures
+    from .state import study_dir
+
+    fail_on = verdict_failures(args.fail_on)
+    before, after = (study_dir(storage or args.storage, _study_name(name)) for name, storage in
+                     ((args.before, args.before_storage), (args.after, args.after_storage)))
+    return compare_studies(before, after, args.out, fail_on)
+
+
 def cmd_ui(args) -> int:
     from .state import load_state
 
@@ -110,6 +121,9 @@ COMMANDS = {
     "export": (cmd_export, "write the study's trials and metric history as Parquet", "tuner export quickstart --out exports/"),
     "report": (cmd_report, "write the study's results table, statistics, plots and runtime table",
                "tuner report quickstart [--out DIR]"),
+    "compare": (cmd_compare, "judge each setting of study AFTER against the same setting of study BEFORE: better, "
+                "worse, equivalent or undecided, with intervals, table and forest plot",
+                "tuner compare BEFORE AFTER [--before-storage DIR] [--after-storage DIR] [--fail-on worse]"),
     "ui": (cmd_ui, "open the MLflow dashboard of a study on 127.0.0.1", "tuner ui quickstart [--port 5000]"),
     "dashboard": (cmd_dashboard, "open optuna-dashboard, read-only, on a searched study's Optuna study (127.0.0.1)",
                   "tuner dashboard lambda_search [--port 8080] [--host 127.0.0.1]"),
@@ -134,6 +148,17 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--mirror", default=None, help="base URL serving the same file names (and optionally a "
                            "SHA256SUMS manifest) instead of the published sources")
             p.add_argument("--keep-archive", action="store_true", help="keep an archive after unpacking it")
+            continue
+        if name == "compare":
+            p.add_argument("before", help="the study judged against: its name (or YAML file)")
+            p.add_argument("after", help="the study judged")
+            p.add_argument("--storage", default=DEFAULT_STORAGE,
+                           help=f"folder holding both (default ./{DEFAULT_STORAGE})")
+            p.add_argument("--before-storage", default=None, help="BEFORE's folder, when not --storage")
+            p.add_argument("--after-storage", default=None, help="AFTER's folder, when not --storage")
+            p.add_argument("--out", default=None, help="output folder (default AFTER_STORAGE/AFTER/compare-BEFORE)")
+            p.add_argument("--fail-on", default="", metavar="VERDICTS",
+                           help="exit 1 when a verdict is one of these (worse; or e.g. worse,undecided)")
             continue
         p.add_argument("study", help="study YAML file" if name == "run" else "study name (or its YAML file)")
         p.add_argument("--storage", default=DEFAULT_STORAGE,

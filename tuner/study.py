@@ -120,6 +120,22 @@ class Scale(_Frozen):
     max_concurrent: Optional[int] = Field(default=None, gt=0)
 
 
+class ReportOptions(_Frozen):
+    """How ``tuner report`` and ``tuner compare`` judge a difference: ``margin`` names, per reported metric, the
+    largest difference in the metric's own units that counts as none (``{test_exact: 0.01}``: one point of a
+    [0, 1] accuracy); two settings are **equivalent** when a test shows their difference inside ±margin
+    (``tuner/report/decisions.py``). The metrics must be the task's ``REPORT_METRICS`` (``study_file.py``)."""
+    margin: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("margin", mode="before")
+    @classmethod
+    def _positive_numbers(cls, margin):
+        for metric, value in (margin.items() if isinstance(margin, dict) else ()):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{metric}: a margin is a positive number (in the metric's units), got {value!r}")
+        return margin
+
+
 class Study(_Frozen):
     """``data: paper``: every trial must train on the paper's own data sets (``tuner run``/``resume`` refuse to
     start while the task says a config would use a substitute, ``tuner/paper_data.py``); ``any``: substitutes do."""
@@ -138,6 +154,7 @@ class Study(_Frozen):
     data: DataNeed = "any"
     keep_checkpoints: bool = False
     scales: dict[str, Scale] = Field(default_factory=dict)
+    report: ReportOptions = ReportOptions()
     source: str = ""
 
     @field_validator("name")

@@ -102,6 +102,10 @@ def check_study(study: Study, path: str | Path) -> None:
         if metric not in task.METRICS:
             raise StudyError(f"{path}: metric: task {study.task!r} reports no metric {metric!r} "
                              f"(it reports: {', '.join(task.METRICS)})")
+    for metric in study.report.margin:
+        if metric not in task.REPORT_METRICS:
+            raise StudyError(f"{path}: report.margin.{metric}: task {study.task!r} tables no metric {metric!r} "
+                             f"(margins are for its report metrics: {', '.join(task.REPORT_METRICS)})")
 
 
 def _check(task, config, path, where):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from tasks.contract import labels, percent_metrics
+from tasks.contract import labels, lower_is_better, percent_metrics
 
 from ..credentials import redact
 from ..errors import ReportError
@@ -18,6 +18,7 @@ from ..study_file import load_task
 from ..tracking import executions, tracking_at
 from .consistency import mixed_environments
 from .data_sources import table_data
+from .decisions import explained, metric_modes
 from .newton_system import newton_system_table
 from .paired_seeds import paired_report
 from .plots import curves, lambda_ablation
@@ -46,7 +47,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     compared = trials[trials["phase"] != "search"] if (trials["phase"] != "search").any() else trials
 
     warnings = mixed_environments(compared, state.code_hash)
-    table = results_table(compared, metrics)
+    modes = metric_modes(metrics, dict(zip(study.metrics, study.modes)), lower_is_better(task))
+    table = results_table(compared, metrics, modes, study.report.margin)
     table.to_csv(out / "results.csv", index=False)
     pretty = formatted(table, metrics, percent)
     runtime = runtime_table(compared)
@@ -133,6 +135,7 @@ def _markdown(study, title, pretty, runtime, system, figures, search, state, sca
               "Each Newton variant against the baseline of the same setting: two-sided paired t-test over seeds "
               "(Welch's t-test when seeds differ); raw p, Holm-adjusted p over all tests of that metric in this "
               f"table (the family-wise error rate), Cohen's d; `*` marks Holm-adjusted p < 0.05.{data.caption}", "",
+              explained(study.report.margin, "the variant", "its baseline"), "",
               markdown_table(pretty), "", "## Runtime (seconds, mean over seeds)", "",
               *([data.caption.strip(), ""] if data.caption else []), markdown_table(runtime.round(3)), ""]
     if not system.empty:
