@@ -27,8 +27,9 @@ given layer" may include it; its default here is the two cvxpy layers, the ones 
 
 Budget. The paper gives neither the number of steps nor the learning rate. ``lr`` 1e-2 is the notebook's;
 ``steps`` 60 was chosen so that the *baseline's* final losses on seeds 1-5 land in the range of the paper's
-Table 9 baseline column (0.186-0.522, mean 0.303): at 60 steps they are about 0.20-0.54 (mean 0.32). The Fisher
-numbers were not used to choose anything. Table 9's seeds are not our draws: with an exact ReLU in place of the
+Table 9 baseline column (0.186-0.522, mean 0.303): a rehearsal with an exact ReLU in place of the solver gave
+0.20-0.54 (mean 0.32) at 60 steps, and the study itself gave 0.15-0.53 (mean 0.31). The Fisher numbers were not
+used to choose anything. Table 9's seeds are not our draws: with an exact ReLU in place of the
 solver, no budget (10-300 steps), learning rate (1e-3 to 1e-2) or seed numbering (0-4 or 1-5) gives per-seed
 baseline losses that follow Table 9's (the closest is 0.17 off on some seed). As the paper says, results are
 comparable only within each seed; what carries over is the paired comparison.
