@@ -2,20 +2,30 @@
 count what the study looks like at the end (issue 12).
 
 The study: a grid (2 settings x 2 seeds), an Optuna search (4 trials) and its replication (2 seeds), of short
-ranking trials (STEPS steps, an evaluation every EVAL steps). Each kill lands at a random moment once the driver
-has run ``--min-wait`` seconds and logged a new evaluation (so every attempt makes progress and the kills spread
-over the phases), a uniform 0 to ``--max-wait`` minus ``--min-wait`` seconds later; after the K-th kill,
-``tuner resume`` runs to the end. Counted from the MLflow store and the machine:
+ranking trials (STEPS steps, an evaluation every EVAL steps). Each kill lands in one of three windows, drawn at
+random (or given with ``--windows``):
+
+- ``restore``: before the driver logged anything new, a uniform 1 to ``--min-wait`` seconds after it started:
+  while ``tuner resume`` starts Ray, restores Tune's state and the Optuna searcher, and replays trials that
+  finished before the last kill (the window where a second kill once made a search unresumable);
+- ``first``: 0 to 2 s after the driver's first new evaluation: the first seconds after a restore;
+- ``later``: once the driver has run ``--min-wait`` s and logged a new evaluation, a uniform 0 to
+  ``--max-wait`` minus ``--min-wait`` s more (every such attempt makes progress, so kills spread over the phases).
+
+A ``restore`` kill makes no progress, so it is never drawn twice in a row. After the K-th kill ``tuner resume``
+runs to the end. An attempt that ends with an error without being killed is a *crash*: counted, with its last
+line of stderr, and the campaign is unhealthy. Counted from the MLflow store and the machine:
 
 - trials planned vs finished, per phase; duplicated runs (one phase + trial id twice); runs left RUNNING or
   FAILED; orphaned runs (a trial the killed driver had started but Tune had not saved: closed as KILLED, tagged,
   and replaced by the restored search);
 - metric histories with a missing or a repeated evaluation step;
 - the search's Optuna storage: trials left RUNNING, finished search runs not told to Optuna, runs told twice,
-  COMPLETE trials without a finished run, and the FAIL trials of orphaned runs;
+  COMPLETE trials without a finished run, COMPLETE trials whose value differs from their run's final metric, and
+  the FAIL trials of orphaned runs;
 - Ray processes left on the machine after the campaign (raylet, gcs_server, ray:: workers).
 
-    python benchmarks/fault_campaign.py [--kills 10] [--seed 0] [--out DIR]
+    python benchmarks/fault_campaign.py [--kills 10] [--seed 0] [--windows restore,first,later] [--out DIR]
 
 Prints a Markdown table and writes ``campaign.json``. Exit code 1 when anything is off, so a test can run a short
 version (``--kills 2``).
@@ -40,9 +50,12 @@ import optuna
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tuner.state import load_state
+
 STEPS, EVAL = 150, 15
 PLANNED = {"grid": 4, "search": 4, "replicate": 2}
 TUNER = str(Path(sys.executable).parent / "tuner")
+WINDOWS = ("restore", "first", "later")
 
 
 def study_file(folder: Path) -> Path:
@@ -67,26 +80,32 @@ def ray_processes() -> list[str]:
     return [line.strip() for line in listing if any(mark in line for mark in marks)]
 
 
-def run_campaign(kills: int, seed: int, folder: Path, min_wait: float, max_wait: float) -> dict:
+def run_campaign(kills: int, seed: int, folder: Path, min_wait: float, max_wait: float,
+                 windows: list[str] | None = None) -> dict:
     rng = random.Random(seed)
     path, store = study_file(folder), folder / "store"
     before = set(ray_processes())
-    log = []
+    log, previous = [], None
     for attempt in range(kills + 1):
         command = [TUNER, "run", str(path)] if attempt == 0 else [TUNER, "resume", "campaign"]
         driver = subprocess.Popen([*command, "--storage", str(store)], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
         if attempt < kills:
-            waited = wait_for_kill(driver, store, rng, min_wait, max_wait)
+            window = windows[attempt % len(windows)] if windows else rng.choice(
+                [w for w in WINDOWS if not (w == "restore" == previous)])
+            previous = window
+            waited = wait_for_kill(driver, store, rng, window, min_wait, max_wait)
             if waited is None:
-                driver.wait()
-                log.append({"attempt": attempt, "killed": False, "exit": driver.returncode})
+                _, err = driver.communicate()
+                log.append({"attempt": attempt, "killed": False, "window": window, "exit": driver.returncode,
+                            "stderr": err.strip().splitlines()[-1:] if driver.returncode else []})
                 if driver.returncode == 0:
                     break  # the study finished before this kill
                 continue
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
-            log.append({"attempt": attempt, "killed": True, "after_s": round(waited, 1), "in": phase_running(store)})
+            log.append({"attempt": attempt, "killed": True, "window": window, "after_s": round(waited, 1),
+                        "in": phase_running(store)})
         else:
             _, err = driver.communicate(timeout=1800)
             log.append({"attempt": attempt, "killed": False, "exit": driver.returncode,
@@ -95,24 +114,34 @@ def run_campaign(kills: int, seed: int, folder: Path, min_wait: float, max_wait:
     counts = count(store)
     counts["kills"] = sum(entry["killed"] for entry in log)
     counts["kills_per_phase"] = dict(Counter(entry["in"] for entry in log if entry["killed"]))
+    counts["kills_per_window"] = dict(Counter(entry["window"] for entry in log if entry["killed"]))
+    counts["crashes"] = [entry for entry in log if not entry["killed"] and entry["exit"] != 0]
     counts["ray_processes_left"] = len(set(ray_processes()) - before)
     counts["log"] = log
     return counts
 
 
-def wait_for_kill(driver: subprocess.Popen, store: Path, rng: random.Random, min_wait: float,
+def wait_for_kill(driver: subprocess.Popen, store: Path, rng: random.Random, window: str, min_wait: float,
                   max_wait: float) -> float | None:
-    """Wait for the moment of a kill: at least ``min_wait`` s, and until this driver has logged a new evaluation
-    (so that every attempt makes progress and the kills spread over the phases; a resume spends its first ~15 s
-    starting Ray), then a uniformly random 0 to ``max_wait - min_wait`` s more. Returns the seconds waited, or
-    None when the driver exits first."""
+    """Wait for the moment of a kill in ``window`` (module docstring). Returns the seconds waited, or None when
+    the driver exits first."""
     started, seen = time.time(), evaluations(store)
-    while time.time() - started < min_wait or evaluations(store) <= seen:
+    if window == "restore":
+        deadline = started + rng.uniform(1.0, min_wait)
+        while time.time() < deadline:
+            if driver.poll() is not None:
+                return None
+            if evaluations(store) > seen:
+                break  # it got past the restore window early: kill now
+            time.sleep(0.1)
+        return time.time() - started
+    while (window == "later" and time.time() - started < min_wait) or evaluations(store) <= seen:
         if driver.poll() is not None:
             return None
-        time.sleep(0.5)
+        time.sleep(0.2 if window == "first" else 0.5)
+    delay = rng.uniform(0, 2.0) if window == "first" else rng.uniform(0, max_wait - min_wait)
     try:
-        driver.wait(timeout=rng.uniform(0, max_wait - min_wait))
+        driver.wait(timeout=delay)
         return None
     except subprocess.TimeoutExpired:
         return time.time() - started
@@ -132,17 +161,17 @@ def evaluations(store: Path) -> int:
 
 def phase_running(store: Path) -> str:
     """The phase the study was in when the driver died."""
-    state_file = store / "campaign" / "study.json"
-    if not state_file.exists():
+    if not (store / "campaign" / "study.json").exists():
         return "setup"
-    phases = json.loads(state_file.read_text())["phases"]
+    phases = load_state(store / "campaign").phases
     return next((phase for phase, status in phases.items() if status == "started"), "between phases")
 
 
 def count(store: Path) -> dict:
-    state = json.loads((store / "campaign" / "study.json").read_text())
-    client = MlflowClient(state["mlflow_uri"])
-    runs = client.search_runs([state["experiment_id"]], "tags.role = 'trial'", max_results=1000)
+    state = load_state(store / "campaign")
+    client = MlflowClient(state.mlflow_uri)
+    runs = client.search_runs([state.experiment_id], f"tags.mlflow.parentRunId = '{state.execution_id}' and "
+                                                     f"tags.role = 'trial'", max_results=1000)
     keys = Counter((r.data.tags["phase"], r.data.tags["trial_id"]) for r in runs)
     finished = Counter(r.data.tags["phase"] for r in runs if r.info.status == "FINISHED")
     expected = list(range(EVAL, STEPS + 1, EVAL))
@@ -158,19 +187,25 @@ def count(store: Path) -> dict:
             "runs_failed": sum(r.info.status == "FAILED" for r in runs),
             "orphaned_runs": sum("orphaned" in r.data.tags for r in runs),
             "histories_with_missing_or_repeated_steps": bad_history,
-            "phases_done": state["phases"], "study_failed_trials": state.get("failed")}
+            "phases_done": dict(state.phases), "study_failed_trials": dict(state.failed)}
 
 
-def optuna_counts(state: dict, runs: list) -> dict:
-    """The search's Optuna study against its MLflow runs: one COMPLETE trial per finished search run, nothing else."""
-    trials = optuna.load_study(study_name=state["optuna_study"], storage=state["optuna_storage"]).trials
+def optuna_counts(state, runs: list) -> dict:
+    """The search's Optuna study against its MLflow runs: one COMPLETE trial per finished search run, with that
+    run's final value of the objective, and nothing else."""
+    trials = optuna.load_study(study_name=state.optuna.study, storage=state.optuna.url).trials
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     told = Counter(t.user_attrs.get("mlflow_run_id") for t in complete)
-    finished = {r.info.run_id for r in runs if r.data.tags["phase"] == "search" and r.info.status == "FINISHED"}
+    finished = {r.info.run_id: r for r in runs if r.data.tags["phase"] == "search" and r.info.status == "FINISHED"}
+    metric = state.study.primary.metric
+    other_value = sum(t.value != finished[t.user_attrs["mlflow_run_id"]].data.metrics.get(metric)
+                      for t in complete if t.user_attrs.get("mlflow_run_id") in finished)
     return {"complete": len(complete), "left_running": sum(t.state == optuna.trial.TrialState.RUNNING for t in trials),
             "orphaned_failed": sum(bool(t.user_attrs.get("orphaned")) for t in trials),
-            "finished_runs_not_told": len(finished - set(told)), "runs_told_twice": sum(n - 1 for n in told.values() if n > 1),
-            "complete_without_a_finished_run": sum(run_id not in finished for run_id in told)}
+            "finished_runs_not_told": len(set(finished) - set(told)),
+            "runs_told_twice": sum(n - 1 for n in told.values() if n > 1),
+            "complete_without_a_finished_run": sum(run_id not in finished for run_id in told),
+            "values_differing_from_mlflow": other_value}
 
 
 def healthy(counts: dict) -> bool:
@@ -178,6 +213,7 @@ def healthy(counts: dict) -> bool:
     return (counts["finished"] == counts["planned"] and counts["duplicated_runs"] == 0
             and told["complete"] == PLANNED["search"] and told["left_running"] == 0
             and told["finished_runs_not_told"] == told["runs_told_twice"] == told["complete_without_a_finished_run"] == 0
+            and told["values_differing_from_mlflow"] == 0 and not counts["crashes"]
             and counts["runs_left_running"] == 0 and counts["runs_failed"] == 0
             and counts["histories_with_missing_or_repeated_steps"] == 0
             and counts["ray_processes_left"] == 0)
@@ -191,18 +227,23 @@ def main() -> int:
                         help="earliest kill, seconds after a driver starts (and not before it logged a new evaluation)")
     parser.add_argument("--max-wait", type=float, default=30.0,
                         help="min-wait + the longest random delay after that first new evaluation")
+    parser.add_argument("--windows", default=None,
+                        help=f"comma-separated kill windows used in turn ({', '.join(WINDOWS)}); default: drawn")
     parser.add_argument("--out", type=Path, default=None, help="folder for the study and campaign.json")
     args = parser.parse_args()
+    windows = args.windows.split(",") if args.windows else None
+    if windows and not set(windows) <= set(WINDOWS):
+        parser.error(f"--windows: each of {', '.join(WINDOWS)}")
     folder = args.out or Path(tempfile.mkdtemp(prefix="fault-campaign-"))
     folder.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    counts = run_campaign(args.kills, args.seed, folder, args.min_wait, args.max_wait)
+    counts = run_campaign(args.kills, args.seed, folder, args.min_wait, args.max_wait, windows)
     counts["wall_s"] = round(time.time() - started)
     (folder / "campaign.json").write_text(json.dumps(counts, indent=2))
-    print("| kills | trials planned | trials finished | duplicated runs | runs left RUNNING | runs FAILED | orphaned "
-          "runs (KILLED, replaced) | histories with a missing/repeated step | Ray processes left | wall time |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {counts['kills']} | {sum(PLANNED.values())} | {sum(counts['finished'].values())} | "
+    print("| kills | crashes | trials planned | trials finished | duplicated runs | runs left RUNNING | runs FAILED | "
+          "orphaned runs (KILLED, replaced) | histories with a missing/repeated step | Ray processes left | wall time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {counts['kills']} | {len(counts['crashes'])} | {sum(PLANNED.values())} | {sum(counts['finished'].values())} | "
           f"{counts['duplicated_runs']} | {counts['runs_left_running']} | {counts['runs_failed']} | "
           f"{counts['orphaned_runs']} | "
           f"{counts['histories_with_missing_or_repeated_steps']} | {counts['ray_processes_left']} | "
@@ -211,8 +252,10 @@ def main() -> int:
     print(f"Optuna storage: {told['complete']} COMPLETE trials of {PLANNED['search']} searched, {told['left_running']} "
           f"left RUNNING, {told['finished_runs_not_told']} finished runs not told, {told['runs_told_twice']} told "
           f"twice, {told['complete_without_a_finished_run']} COMPLETE without a finished run, "
-          f"{told['orphaned_failed']} orphaned (FAIL)")
-    print(f"kills per phase: {counts['kills_per_phase']}; details: {folder / 'campaign.json'}")
+          f"{told['values_differing_from_mlflow']} with a value other than their run's, {told['orphaned_failed']} "
+          f"orphaned (FAIL)")
+    print(f"kills per phase: {counts['kills_per_phase']}; per window: {counts['kills_per_window']}; "
+          f"crashes: {counts['crashes']}; details: {folder / 'campaign.json'}")
     return 0 if healthy(counts) else 1
 
 

@@ -41,6 +41,7 @@ class Registry:
         self._check = check
         self._table: dict[str, Any] = {}
         self._targets: dict[str, str] = {}  # resolved user-code name -> its "module:attr" import path
+        self._aliases: set[str] = set()     # names the driver resolved for this process (a worker's entry points)
         self._warned: set[str] = set()
 
     def register(self, name: str):
@@ -60,12 +61,14 @@ class Registry:
         if name not in self._table:
             self._table[name] = self._load(target, name)
             self._targets[name] = target
+        if not is_import_path(name):
+            self._aliases.add(name)
 
     def names(self) -> list[str]:
         """Every name a study may use without an import path: built-ins, installed entry points, and the names
         aliased for this process (import paths are not listed)."""
-        own = [n for n in self._table if n not in self._targets or not is_import_path(n)]
-        return sorted({*own, *self._entry_points()})
+        builtins = [n for n in self._table if n not in self._targets]
+        return sorted({*builtins, *self._aliases, *self._entry_points()})
 
     def loaded(self) -> list[str]:
         """The names resolved in this process so far (built-ins included): what a hint may inspect without

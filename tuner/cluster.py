@@ -25,7 +25,7 @@ def init_ray(address: str | None, py_modules: list[str] | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return
-    runtime_env = {"env_vars": tracking_env(), **({"py_modules": py_modules} if py_modules else {})}
+    runtime_env = {"env_vars": worker_env(), **({"py_modules": py_modules} if py_modules else {})}
     if not address:
         ray.init(address="local", include_dashboard=False, runtime_env=runtime_env)
         return
@@ -40,6 +40,15 @@ def init_ray(address: str | None, py_modules: list[str] | None = None) -> None:
             f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]} (a cluster with token "
             "authentication, Ray's default, needs RAY_AUTH_MODE=token and its token in ~/.ray/auth_token or "
             "RAY_AUTH_TOKEN on this machine too)") from None
+
+
+DATA_VARIABLES = ("NEWTON_MNIST_DIR", "NEWTON_WARCRAFT_DIR")
+
+
+def worker_env() -> dict[str, str]:
+    """What every trial's process gets from the driver: the MLflow client settings, and the data folders the
+    driver's paper-data check accepted (a worker node without them would silently train on the substitute)."""
+    return {**tracking_env(), **{name: os.environ[name] for name in DATA_VARIABLES if os.environ.get(name)}}
 
 
 def probe(address: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import TunerError
 
@@ -31,7 +31,7 @@ def redact_text(text: str) -> str:
     return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):[^@/\s]*@", r"\1:***@", text)
 
 
-def split_credentials(url: str | None, what: str) -> tuple[str | None, dict[str, str]]:
+def split_credentials(url: str | None) -> tuple[str | None, dict[str, str]]:
     """(the URL without its password, the environment variables that carry it instead). An http(s) URL keeps
     neither user nor password (MLflow takes both from the environment); a database URL keeps its user name."""
     if not url:
@@ -42,7 +42,8 @@ def split_credentials(url: str | None, what: str) -> tuple[str | None, dict[str,
     parts = urlsplit(url)
     if url.startswith(("http://", "https://")):
         netloc = parts.netloc.rsplit("@", 1)[1]
-        env = {"MLFLOW_TRACKING_USERNAME": parts.username or "", "MLFLOW_TRACKING_PASSWORD": parts.password or ""}
+        env = {"MLFLOW_TRACKING_USERNAME": _unquote(parts.username or ""),
+               "MLFLOW_TRACKING_PASSWORD": _unquote(parts.password or "")}
         return urlunsplit(parts._replace(netloc=netloc)), env
     netloc = f"{match['user']}@{parts.netloc.rsplit('@', 1)[1]}" if match["user"] else parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=netloc)), {"PGPASSWORD": _unquote(match["password"] or "")}
@@ -59,5 +60,4 @@ def move_to_environment(env: dict[str, str]) -> None:
 
 
 def _unquote(text: str) -> str:
-    from urllib.parse import unquote
     return unquote(text)

@@ -76,7 +76,9 @@ def code_source(registry: Registry, name: str) -> dict[str, str]:
     """Where ``name``'s code comes from: origin, import path, file, and its distribution and version. Works for
     whatever the registry holds: a class, a function, a module, an instance, a ``functools.partial``."""
     obj, target = registry.get(name), registry.target(name)
-    module = inspect.getmodule(obj) or inspect.getmodule(type(obj))
+    # user code: the module its import path names (a partial's own module is functools); built-ins: the object's
+    module = sys.modules.get(target.split(":")[0]) if target else None
+    module = module or inspect.getmodule(obj) or inspect.getmodule(type(obj))
     origin = "builtin" if target is None else ("import path" if is_import_path(name) else "entry point")
     qualified = getattr(obj, "__qualname__", None) or getattr(getattr(obj, "func", None), "__qualname__", None) \
         or type(obj).__qualname__

@@ -110,6 +110,8 @@ def save_state(folder: Path, state: StudyState) -> None:
 
 def _upgraded(raw: dict[str, Any]) -> dict[str, Any]:
     """A state written before version 2 (an untyped dict) in this version's shape."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"a study state is a JSON object, got {type(raw).__name__}")
     if raw.get("version", 1) >= STATE_VERSION:
         return raw
     raw = dict(raw)

@@ -7,7 +7,7 @@ import torch
 
 from losses import LOSSES, make_objective
 from registry import PluginError
-from tuner.plugins import code_source, shippable
+from tuner.plugins import _distributions, code_source, shippable
 from tasks import TASKS, ranking
 
 
@@ -44,6 +44,7 @@ def user_package(tmp_path, monkeypatch):
     (info / "top_level.txt").write_text(f"{name}\n")
     (info / "entry_points.txt").write_text(f"[newton_losses.losses]\n{name}_margin = {name}.losses:MarginLoss\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    _distributions.cache_clear()  # a process scans installed distributions once; this one was installed just now
     yield name
     for module in [m for m in sys.modules if m.startswith(name)]:
         del sys.modules[module]

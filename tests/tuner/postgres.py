@@ -20,9 +20,10 @@ def postgres_bin() -> Path | None:
 
 
 @contextlib.contextmanager
-def postgres_server():
+def postgres_server(password: str | None = None):
     """Yield the SQLAlchemy URI ``postgresql://mlflow@127.0.0.1:PORT/mlflow`` of a fresh, empty database; the
-    server also holds an empty database ``optuna`` (same user and port) for Optuna storages."""
+    server also holds an empty database ``optuna`` (same user and port) for Optuna storages. With ``password``,
+    connections over TCP need it (SCRAM), as on a shared server; the URI yielded then carries it."""
     bindir = postgres_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does it)")
@@ -32,7 +33,14 @@ def postgres_server():
     if as_user:
         shutil.chown(folder, "postgres")
     port = free_port()
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8",
+    auth = ["--auth=trust"]
+    if password is not None:
+        secret = folder / "pwfile"
+        secret.write_text(password + "\n")
+        if as_user:
+            shutil.chown(secret, "postgres")
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={secret}"]
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", *auth, "-E", "UTF8",
                     "--no-sync"], check=True, capture_output=True)
     server = subprocess.Popen([*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
                                "-k", str(folder), "-c", "fsync=off", "-c", "max_connections=200"],
@@ -43,10 +51,12 @@ def postgres_server():
                              capture_output=True).returncode != 0:
             assert server.poll() is None and time.time() < deadline, "postgres did not start"
             time.sleep(0.3)
+        env = {**os.environ, **({"PGPASSWORD": password} if password is not None else {})}
         for database in ("mlflow", "optuna"):  # Optuna's tables (alembic_version too) need a database of their own
             subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", database],
-                           check=True, capture_output=True)
-        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+                           check=True, capture_output=True, env=env)
+        credentials = f"mlflow:{password}" if password is not None else "mlflow"
+        yield f"postgresql://{credentials}@127.0.0.1:{port}/mlflow"
     finally:
         os.killpg(server.pid, signal.SIGINT)  # PostgreSQL's fast shutdown
         try:

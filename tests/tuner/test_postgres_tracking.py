@@ -1,7 +1,10 @@
 """The cluster tracking recipe: ``mlflow server`` on a real PostgreSQL database (started by the test), with many
 trials writing at once: nothing lost, one run per trial, and export and report read it back."""
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,26 +70,64 @@ def test_eight_concurrent_trials_log_everything_once_to_postgres(tmp_path, track
     assert list(table["seeds"]) == [4, 4]
 
 
-def test_search_keeps_its_optuna_study_on_the_same_postgres_server(tmp_path, tracking_server):
-    """The cluster recipe's Optuna storage: a database of its own (``optuna``) on the tracking's PostgreSQL server;
-    a second study of the same name is refused there before anything is written."""
+DB_SECRET, HTTP_SECRET = "Pg-s3cret-8c1e", "Http-s3cret-77fa"
+
+
+@pytest.fixture
+def secured_tracking_server(tmp_path):
+    """The same recipe on a PostgreSQL server that needs a password over TCP (as a shared one does)."""
+    if postgres_bin() is None:
+        pytest.fail("this test needs Debian's postgresql package (installed by .ci/run)")
+    with postgres_server(password=DB_SECRET) as database:
+        url = f"http://127.0.0.1:{free_port()}"
+        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", database,
+                   "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
+                   "--port", url.rsplit(":", 1)[1], "--workers", "2"]
+        with serving(command, f"{url}/health"):
+            yield url, database
+
+
+def test_search_keeps_its_optuna_study_on_the_same_postgres_server_and_no_credential_is_written(
+        tmp_path, secured_tracking_server):
+    """The cluster recipe's Optuna storage: a database of its own (``optuna``) on the tracking's PostgreSQL server,
+    given as the README's recipe gives it, with its password in the URL; the tracking URI carries a user and a
+    password too. Neither password is written anywhere: grepped in every file of the study folder (state, Tune's
+    pickled searcher, checkpoints, report), both databases' dumps, the server's artifacts and Ray's session logs.
+    A second study of the same name is refused there before anything is written."""
     import optuna
 
-    url, database = tracking_server
+    url, database = secured_tracking_server
     optuna_url = database.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/optuna"
+    assert DB_SECRET in optuna_url
+    secret_url = url.replace("http://", f"http://alice:{HTTP_SECRET}@")
     path = tiny_study(tmp_path, name="pgsearch", grid=[], resources={"cpu": 0.5}, max_concurrent=3,
                       search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
                               "replicate": False})
-    result = run_tuner("run", path, "--storage", tmp_path / "store", "--mlflow-uri", url,
-                       "--optuna-storage", optuna_url, timeout=900)
+    ray_tmp = f"/tmp/rs{os.getpid()}"
+    result = run_tuner("run", path, "--storage", tmp_path / "store", "--mlflow-uri", secret_url,
+                       "--optuna-storage", optuna_url, timeout=900, env={"RAY_TMPDIR": ray_tmp})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert run_tuner("report", "pgsearch", "--storage", tmp_path / "store").returncode == 0
     state = load_state(tmp_path / "store" / "pgsearch")
-    assert state.optuna.url == optuna_url
+    plain = optuna_url.replace(f":{DB_SECRET}@", "@")
+    assert state.optuna.url == plain and state.mlflow_uri == url
     trials = optuna.load_study(study_name="pgsearch", storage=optuna_url).trials
     runs = MlflowClient(url).search_runs([state.experiment_id], "tags.role = 'trial'")
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert sorted(t.user_attrs["mlflow_run_id"] for t in trials) == sorted(r.info.run_id for r in runs)
 
+    dumps = b"".join(subprocess.run([str(postgres_bin() / "pg_dump"), database.rsplit("/", 1)[0] + f"/{name}"],
+                                    capture_output=True, check=True).stdout for name in ("mlflow", "optuna"))
+    assert b"pgsearch" in dumps  # the dumps hold the study
+    written = [p for root in (tmp_path, Path(ray_tmp)) for p in root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".pkl" for p in written) and any(p.name == "report.md" for p in written)
+    for secret in (DB_SECRET, HTTP_SECRET):
+        assert secret.encode() not in dumps
+        leaked = [p for p in written if p.name != "pwfile" and secret.encode() in p.read_bytes()]
+        assert not leaked, f"{secret} written to {leaked}"
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
     again = run_tuner("run", path, "--storage", tmp_path / "other", "--mlflow-uri", url, "--optuna-storage", optuna_url)
     assert again.returncode == 2 and "already holds a study named 'pgsearch'" in again.stderr
     assert again.stderr.strip().count("\n") == 0 and not (tmp_path / "other").exists()
+    assert DB_SECRET not in again.stderr

@@ -224,3 +224,21 @@ def test_mixed_library_versions_or_devices_are_a_warning():
         "trials compared here ran with different torch: 2.13.0 (5 trials), 2.14.1 (1 trials)"]
     frame["env_torch"] = "2.13.0"
     assert mixed_environments(frame) == []
+
+
+def test_trials_that_ran_other_code_than_the_driver_shipped_are_a_warning():
+    """A worker with an older checkout of this project runs other code than the driver: its trials' code hash
+    differs from the parent run's, which the report says, whether or not the trials agree among themselves."""
+    from tuner.report.consistency import mixed_environments
+
+    frame = trials(BASE + FISHER)
+    frame["env_code_hash"] = "aaaa"
+    assert mixed_environments(frame, shipped_code="aaaa") == []
+    assert mixed_environments(frame, shipped_code="bbbb") == [
+        "6 of 6 trials ran code other than the driver's (code hash bbbb): a node with another checkout or installed "
+        "version of this project"]
+    frame["env_code_hash"] = ["aaaa"] * 4 + ["cccc"] * 2
+    lines = mixed_environments(frame, shipped_code="aaaa")
+    assert lines == ["trials compared here ran with different code_hash: aaaa (4 trials), cccc (2 trials)",
+                     "2 of 6 trials ran code other than the driver's (code hash aaaa): a node with another checkout or "
+                     "installed version of this project"]

@@ -181,7 +181,7 @@ def test_report_from_the_store_holds_tables_plots_and_is_attached(finished_study
     search = json.loads((report / "search.json").read_text())
     searched = {json.dumps(json.loads(r.data.tags["trial_config"]).get("tau")) for r in trials
                 if r.data.tags["phase"] == "search"}
-    assert search["complete"] == 3 and json.dumps(search.best["params"]["tau"]) in searched
+    assert search["complete"] == 3 and json.dumps(search["best"]["params"]["tau"]) in searched
 
 
 def test_shortest_path_study_end_to_end(tmp_path):
