@@ -30,8 +30,13 @@ def cmd_validate(args) -> int:
             study = load_study(path, scale)
             grid = len(study.grid_trials())
             search = f", search {study.search.trials} trials" if study.search else ""
+            adaptive = (
+                f", then +{study.replicate.add} seed(s) a round to the undecided up to {study.replicate.max_seeds}"
+                if study.replicate
+                else ""
+            )
             print(f"ok  {path}{f' --scale {scale}' if scale else ''}: study {study.name!r}, task {study.task}, "
-                  f"grid {grid} trials{search}")
+                  f"grid {grid} trials{search}{adaptive}")
     return 0
 
 

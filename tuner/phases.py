@@ -1,7 +1,7 @@
 """A study's phases, each one Ray Tune experiment in ``STORAGE/STUDY/PHASE``: the grid, the Optuna search, and
-the replication of what the search found. A phase restores from its folder when ``tuner resume`` finds it
-started, and is marked done in the study state only when its trials are all settled in MLflow (and, for a
-search, in its Optuna storage)."""
+the replication of what the search found, then an adaptive replication's rounds ``replicate-1``, ``replicate-2``,
+... (``adaptive.py``). A phase restores from its folder when ``tuner resume`` finds it started, and is marked done
+in the study state only when its trials are all settled in MLflow (and, for a search, in its Optuna storage)."""
 from __future__ import annotations
 
 import json
@@ -17,13 +17,16 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from tasks import TASKS
+from tasks.contract import lower_is_better
 
+from . import adaptive
 from .atomic_files import atomic_filesystem, remove_partials
 from .callbacks import MlflowStatus, TrialSummary
 from .credentials import redact
 from .errors import StudyStateError, TrackingError, TunerError
 from .optuna_study import StoredOptunaSearch, load, new_phase_study, settle_with_runs
 from .pareto import pareto_mask
+from .report.decisions import metric_modes
 from .search_space import optuna_distribution, tune_domain
 from .state import StudyState, TrialContext, save_state
 from .study import Study
@@ -49,34 +52,77 @@ def run_phases(folder: Path, state: StudyState, context: TrialContext) -> int:
 
     study, uri = state.study, state.mlflow_uri
     for phase in phases(study):
-        if state.done(phase):
-            continue
-        state.phases[phase] = "started"
-        save_state(folder, state)
-        status = MlflowStatus(context.model_copy(update={"phase": phase}), study.keep_checkpoints)
-        try:
-            results = fit(folder, state, phase, status)
-        except (TrackingError, TuneError) as error:
-            if isinstance(error, TuneError) and not status.failures:
-                raise  # not the tracking store: a bug, with its traceback
-            cause = status.failures[0] if status.failures else error
-            raise TrackingError(f"{cause}; phase {phase!r} stopped and the study is kept as it was: once the tracking "
-                                f"store answers again, `tuner resume {study.name} --storage {folder.parent}` "
-                                f"continues it") from None
-        state.failed[phase] = len(results.errors)
-        with tracking_at(uri, f"closing phase {phase!r}"):
-            orphans = close_orphans(uri, state.experiment_id, state.execution_id, phase)
-            if orphans:
-                print(f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
-                      f"driver; marked KILLED (tag 'orphaned')", flush=True)
-            if phase == "search":
-                _close_search(state, results)
-        state.phases[phase] = "done"
-        save_state(folder, state)
+        if not state.done(phase):
+            _run_phase(folder, state, context, phase)
+    if study.replicate is not None:
+        _adaptive_rounds(folder, state, context)
     total = sum(state.failed.values())
     with tracking_at(uri, "closing the study's parent run"):
         MlflowClient(uri).set_terminated(state.parent_run_id, "FAILED" if total else "FINISHED")
     return total
+
+
+def _run_phase(folder: Path, state: StudyState, context: TrialContext, phase: str) -> None:
+    """Run (or restore) one phase to its end, close it in MLflow, and mark it done in the state."""
+    study, uri = state.study, state.mlflow_uri
+    state.phases[phase] = "started"
+    save_state(folder, state)
+    status = MlflowStatus(context.model_copy(update={"phase": phase}), study.keep_checkpoints)
+    try:
+        results = fit(folder, state, phase, status)
+    except (TrackingError, TuneError) as error:
+        if isinstance(error, TuneError) and not status.failures:
+            raise  # not the tracking store: a bug, with its traceback
+        cause = status.failures[0] if status.failures else error
+        raise TrackingError(f"{cause}; phase {phase!r} stopped and the study is kept as it was: once the tracking "
+                            f"store answers again, `tuner resume {study.name} --storage {folder.parent}` "
+                            f"continues it") from None
+    state.failed[phase] = len(results.errors)
+    with tracking_at(uri, f"closing phase {phase!r}"):
+        orphans = close_orphans(uri, state.experiment_id, state.execution_id, phase)
+        if orphans:
+            print(f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
+                  f"driver; marked KILLED (tag 'orphaned')", flush=True)
+        if phase == "search":
+            _close_search(state, results)
+    state.phases[phase] = "done"
+    save_state(folder, state)
+
+
+def _adaptive_rounds(folder: Path, state: StudyState, context: TrialContext) -> None:
+    """Adaptive replication (``tuner/adaptive.py``): take the next look once the round before it is done (recorded
+    with the round it plans before that round starts), run that round, until a look plans none."""
+    while True:
+        if not state.looks or state.done(adaptive.round_phase(state.looks[-1].look)):
+            state.looks = [*state.looks, _look(state)]
+            save_state(folder, state)
+        last = state.looks[-1]
+        if not last.trials:
+            return
+        if not state.done(adaptive.round_phase(last.look)):
+            _run_phase(folder, state, context, adaptive.round_phase(last.look))
+
+
+def _look(state: StudyState):
+    """The next look, on the finished trials of the base phase and the rounds so far (read from MLflow)."""
+    study = state.study
+    task = TASKS.get(study.task)
+    metric = task.REPORT_METRICS[0]
+    mode = metric_modes([metric], dict(zip(study.metrics, study.modes)), lower_is_better(task))[metric]
+    with tracking_at(state.mlflow_uri, "reading the trials to judge"):
+        runs = study_runs(state.mlflow_uri, state.experiment_id, state.execution_id)
+    previous = state.looks[-1] if state.looks else None
+    family = adaptive.comparisons(adaptive.first_settings(state)) if previous is None else []
+    look = adaptive.take_look(
+        study, previous, family, adaptive.finals_of(runs, study, metric), metric, mode, study.report.margin.get(metric)
+    )
+    counts = {v: sum(r.verdict == v for r in look.rows) for v in ("better", "worse", "equivalent", "undecided")}
+    print(
+        f"tuner: look {look.look} on {len(look.seeds)} seed(s), spending alpha {look.level:.3g}: {counts}; "
+        f"{len(look.trials)} trial(s) next",
+        flush=True,
+    )
+    return look
 
 
 def _close_search(state: StudyState, results) -> None:
@@ -128,7 +174,7 @@ def fit(folder: Path, state: StudyState, phase: str, status: MlflowStatus):
             scheduler = ASHAScheduler(time_attr="step", max_t=max_t, grace_period=study.search.asha.grace_period,
                                       reduction_factor=study.search.asha.reduction_factor)
     else:
-        trials = study.grid_trials() if phase == "grid" else replicate_trials(state)
+        trials = phase_trials(state, phase)
         param_space, planned = {"trial": tune.grid_search(trials)}, len(trials)
     metric, mode = study.primary
     tuner = tune.Tuner(
@@ -144,6 +190,13 @@ def fit(folder: Path, state: StudyState, phase: str, status: MlflowStatus):
             callbacks=[TrialSummary(metric, phase, planned, study.shown_keys()), status]),
     )
     return tuner.fit()
+
+
+def phase_trials(state: StudyState, phase: str) -> list[dict[str, Any]]:
+    """The fixed trial list of a phase without a searcher; an adaptive round's as its look recorded it."""
+    if phase.startswith(adaptive.ROUND):
+        return state.looks[int(phase.removeprefix(adaptive.ROUND)) - 1].trials
+    return state.study.grid_trials() if phase == "grid" else replicate_trials(state)
 
 
 def replicate_trials(state: StudyState) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from .study import NAME, Study
 STATE_FILE = "study.json"
 STATE_VERSION = 2
 PhaseStatus = Literal["started", "done"]
+Verdict = Literal["better", "worse", "equivalent", "undecided"]
 
 
 class OptunaRef(BaseModel):
@@ -30,6 +31,41 @@ class OptunaRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str
     study: str
+
+
+class LookRow(BaseModel):
+    """One comparison (a Newton variant against the baseline of its setting) at one look of an adaptive
+    replication (``tuner/adaptive.py``); None where a number is undefined (no test yet, no spread, a NaN value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    variant: dict[str, Any]  # the variant's trial config without its seed
+    baseline: dict[str, Any]  # the baseline of its setting, likewise
+    tested: bool  # tested at this look (False: decided at an earlier look, its numbers carried over)
+    seeds: int  # the variant's seeds with a final value at its last test
+    diff: Optional[float] = None  # Δ (variant − baseline) at its last test
+    p: Optional[float] = None  # two-sided p at its last test
+    p_tost: Optional[float] = None
+    score: Optional[float] = None  # min over its looks of p / the look's α (tuner/report/sequential.py); None: ∞
+    score_tost: Optional[float] = None
+    lead: Optional[float] = None  # Δ at the look that gave ``score``: the direction of better/worse
+    verdict: Verdict = "undecided"
+    decided_at: Optional[int] = None  # the look that gave the verdict
+
+
+class Look(BaseModel):
+    """One look of an adaptive replication: the verdicts it recorded and the round of trials it planned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    look: int  # 1, 2, ...; round k (phase ``replicate-k``) runs the trials look k planned
+    seeds: tuple[int, ...]  # the seeds of the open comparisons at this look
+    t: float  # information time: len(seeds) / max_seeds
+    level: float  # the α this look spends: α(t) − α(t of the previous look)
+    spent: float  # α(t)
+    metric: str
+    mode: str
+    margin: Optional[float] = None
+    rows: list[LookRow]
+    trials: list[dict[str, Any]] = Field(default_factory=list)  # the next round; empty: the replication is over
 
 
 class StudyState(BaseModel):
@@ -50,6 +86,7 @@ class StudyState(BaseModel):
     front: Optional[list[dict[str, Any]]] = None
     selections: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     optuna: Optional[OptunaRef] = None
+    looks: list[Look] = Field(default_factory=list)  # adaptive replication (``replicate:``), recorded look by look
 
     @property
     def execution_id(self) -> str:

@@ -103,6 +103,19 @@ class Search(_Frozen):
         return space
 
 
+class Replicate(_Frozen):
+    """Adaptive replication (``replicate: {add: 2, max_seeds: 10}``): the study's ``seeds`` run first (the grid, or a
+    selection's replication); then each look compares every Newton variant with the baseline of its setting on
+    the task's first ``REPORT_METRICS`` metric (the results table's first column, with its ``report.margin``) and
+    adds ``add`` seeds, in rounds, only to the comparisons still undecided (and to their baselines, paired by seed),
+    until each is decided or has ``max_seeds``. The seeds added are the next integers after the largest of
+    ``seeds`` (``seeds: [0, 1, 2]`` adds 3, 4, ...). The looks spend α by Lan-DeMets' O'Brien-Fleming-type function
+    with Holm over the study's comparisons (``tuner/report/sequential.py``); round k is the phase ``replicate-k``."""
+
+    add: int = Field(ge=1)
+    max_seeds: int = Field(ge=2)
+
+
 class Resources(_Frozen):
     cpu: float = Field(default=1, gt=0)
     gpu: float = Field(default=0, ge=0)
@@ -148,6 +161,7 @@ class Study(_Frozen):
     grid: tuple[dict[str, tuple[Scalar, ...]], ...] = ()
     seeds: tuple[int, ...] = (0,)
     search: Optional[Search] = None
+    replicate: Optional[Replicate] = None
     resources: Resources = Resources()
     max_concurrent: int = Field(default=1, gt=0)
     max_failures: int = Field(default=1, ge=0)
@@ -191,6 +205,23 @@ class Study(_Frozen):
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be a non-empty list of distinct integers")
         return seeds
+
+    @model_validator(mode="after")
+    def _adaptive(self):
+        """``replicate`` adds seeds to grid (or selected) settings: not to a search's, and not below ``seeds``."""
+        if self.replicate is None:
+            return self
+        if self.search is not None:
+            raise ValueError(
+                "replicate: adds seeds to grid or selected settings compared with their baselines, not to a "
+                "search's best (use search.replicate); remove one of them"
+            )
+        if len(self.seeds) < 2 or self.replicate.max_seeds < len(self.seeds):
+            raise ValueError(
+                f"replicate: the first look needs at least 2 seeds and max_seeds at least as many as seeds "
+                f"(seeds: {len(self.seeds)}, max_seeds: {self.replicate.max_seeds})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _something_to_run(self):

@@ -93,6 +93,15 @@ def check_study(study: Study, path: str | Path) -> None:
         raise StudyError(f"{path}: grid: the grid is empty (a block has a key with no values)")
     for i, trial in enumerate(study.grid_trials()):
         _check(task, trial, path, f"grid (trial {i + 1}: {_short(trial, study.params)})")
+    if study.replicate is not None:
+        from .adaptive import comparisons  # imports the report, which imports this module
+
+        settings = [{k: v for k, v in t.items() if k != "seed"} for t in study.grid_trials()]
+        if not comparisons(settings):
+            raise StudyError(
+                f"{path}: replicate: no grid setting has both a baseline and a Newton variant to compare it with, "
+                f"so no seed would be added"
+            )
     if study.search is not None:
         first = {**study.search_base(), **{k: p.corners()[0] for k, p in study.search.space.items()}}
         for name, param in study.search.space.items():

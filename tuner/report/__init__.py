@@ -22,6 +22,7 @@ from .decisions import explained, metric_modes
 from .newton_system import newton_system_table
 from .paired_seeds import paired_report
 from .plots import curves, lambda_ablation
+from .rounds import rounds_markdown, rounds_table
 from .timings import runtime_table
 from .pareto_front import FIGURE as PARETO_FIGURE, front_table, pareto_figure, pareto_points
 from .search import FIGURES as SEARCH_FIGURES, rebuild_study, search_figures
@@ -45,6 +46,9 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     metrics, percent, label = list(task.REPORT_METRICS), percent_metrics(task), labels(task).get(metric)
     title = f"study {study.name}: {budget(trials)}"
     compared = trials[trials["phase"] != "search"] if (trials["phase"] != "search").any() else trials
+    rounds = rounds_table(state) if state.looks else None
+    if rounds is not None:
+        rounds.to_csv(out / "rounds.csv", index=False)
 
     warnings = mixed_environments(compared, state.code_hash)
     modes = metric_modes(metrics, dict(zip(study.metrics, study.modes)), lower_is_better(task))
@@ -85,7 +89,9 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
                 figures.insert(0, PARETO_FIGURE)
     (out / "report.md").write_text(_markdown(study, title, pretty, runtime, system, figures, search, state,
                                              _scaled(metrics, percent), warnings, front, others, data)
-                                             + (paired.markdown(markdown_table) if paired is not None else ""))
+                                             + (paired.markdown(markdown_table) if paired is not None else "")
+                                             + ("\n".join(rounds_markdown(state, rounds, markdown_table))
+                                                if rounds is not None else ""))
     for line in warnings:
         print(f"tuner: warning: {line}", flush=True)
     with tracking_at(state.mlflow_uri, "attaching the report to the study's parent run"):
