@@ -6,6 +6,7 @@ layer.
 
     python benchmarks/cvxpy_fisher_step.py [--reps 5] [--samples 300]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,10 +58,14 @@ def main() -> None:
     ratios = [f / b for f, b in zip(times["fisher"], times["baseline"])]
     alone = fisher_alone(args.samples)
     print(f"samples {args.samples}, {args.reps} interleaved steps each, torch threads {torch.get_num_threads()}")
-    print(f"baseline step {base:.3f} s, fisher step {fisher:.3f} s: ratio of medians {fisher / base:.3f}, "
-          f"per-repetition ratios {min(ratios):.3f}-{max(ratios):.3f}")
-    print(f"InjectFisher's backward on ({args.samples}, 420), one layer: {alone * 1e3:.2f} ms "
-          f"(two layers per step: {200 * alone / base:.2f} % of the baseline step)")
+    print(
+        f"baseline step {base:.3f} s, fisher step {fisher:.3f} s: ratio of medians {fisher / base:.3f}, "
+        f"per-repetition ratios {min(ratios):.3f}-{max(ratios):.3f}"
+    )
+    print(
+        f"InjectFisher's backward on ({args.samples}, 420), one layer: {alone * 1e3:.2f} ms "
+        f"(two layers per step: {200 * alone / base:.2f} % of the baseline step)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ logs RUNS trial runs with METRICS metrics of STEPS steps each into a fresh SQLit
 
     python benchmarks/export_history.py [--runs 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,13 @@ def fill_store(uri: str, runs: int) -> str:
     client = MlflowClient(uri)
     experiment = client.create_experiment("bench")
     for i in range(runs):
-        run = client.create_run(experiment, tags={"role": "trial", "phase": "grid", "trial_id": f"t{i:04d}",
-                                                  "mlflow.parentRunId": EXECUTION})
+        run = client.create_run(
+            experiment,
+            tags={"role": "trial", "phase": "grid", "trial_id": f"t{i:04d}", "mlflow.parentRunId": EXECUTION},
+        )
         metrics = [Metric(f"metric_{k}", float(i * k + s), 0, s) for k in range(METRICS) for s in range(STEPS)]
         for start in range(0, len(metrics), 1000):
-            client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
+            client.log_batch(run.info.run_id, metrics=metrics[start : start + 1000])
         client.set_terminated(run.info.run_id)
     return experiment
 
@@ -49,9 +52,24 @@ def serve(uri: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "4"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "4",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -84,15 +102,19 @@ def main():
         experiment = fill_store(store, args.runs)
         server, url = serve(store)
         try:
-            print(f"# {platform.machine()}, {args.runs} runs x {METRICS} metrics x {STEPS} steps, "
-                  f"mlflow server (4 workers) on 127.0.0.1; median of {REPS} after warm-up")
+            print(
+                f"# {platform.machine()}, {args.runs} runs x {METRICS} metrics x {STEPS} steps, "
+                f"mlflow server (4 workers) on 127.0.0.1; median of {REPS} after warm-up"
+            )
             local, rows_local = timed(store, experiment, 1)
             serial, rows = timed(url, experiment, 1)
             pooled, rows_pooled = timed(url, experiment, 8)
             assert rows_local == rows == rows_pooled == args.runs * METRICS * STEPS
             print(f"SQLite file read directly (one thread): {local:.2f} s")
-            print(f"mlflow server, one request at a time: {serial:.2f} s; 8 concurrent: {pooled:.2f} s "
-                  f"({serial / pooled:.2f}x)")
+            print(
+                f"mlflow server, one request at a time: {serial:.2f} s; 8 concurrent: {pooled:.2f} s "
+                f"({serial / pooled:.2f}x)"
+            )
         finally:
             server.terminate()
             server.wait()

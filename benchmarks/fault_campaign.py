@@ -30,6 +30,7 @@ line of stderr, and the campaign is unhealthy. Counted from the MLflow store and
 Prints a Markdown table and writes ``campaign.json``. Exit code 1 when anything is off, so a test can run a short
 version (``--kills 2``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -60,69 +62,125 @@ WINDOWS = ("restore", "first", "later")
 
 def study_file(folder: Path) -> Path:
     study = {
-        "name": "campaign", "task": "ranking", "metric": "valid_elementwise", "mode": "max",
+        "name": "campaign",
+        "task": "ranking",
+        "metric": "valid_elementwise",
+        "mode": "max",
         "params": {"n": 3, "loss": "neuralsort", "steps": STEPS, "batch_size": 4, "eval_every": EVAL, "eval_sets": 6},
         "grid": [{"variant": ["baseline"]}, {"variant": ["hessian"], "lam": [0.1]}],
         "seeds": [0, 1],
-        "search": {"trials": PLANNED["search"], "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
-                   "sampler_seed": 0, "replicate": True},
-        "resources": {"cpu": 1}, "max_concurrent": 2, "max_failures": 1,
+        "search": {
+            "trials": PLANNED["search"],
+            "fixed": {"variant": "fisher"},
+            "space": {"lam": {"log": [0.01, 100]}},
+            "sampler_seed": 0,
+            "replicate": True,
+        },
+        "resources": {"cpu": 1},
+        "max_concurrent": 2,
+        "max_failures": 1,
     }
     path = folder / "campaign.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
 
 
-def ray_processes() -> list[str]:
-    """Ray's processes on this machine (raylet, GCS, workers, dashboard), as ``ps`` shows them."""
+def ray_processes(ray_tmpdir: str) -> list[str]:
+    """The campaign's Ray processes on this machine (raylet, GCS, workers, dashboard), as ``ps`` shows them: those
+    whose environment holds the campaign's own ``RAY_TMPDIR`` (every driver of the campaign gets it, and the Ray it
+    starts passes it on), so another Ray on the machine, another test's, is not counted."""
     listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
     marks = ("raylet", "gcs_server", "ray::", "ray/dashboard", "log_monitor.py", "monitor.py --logs-dir")
-    return [line.strip() for line in listing if any(mark in line for mark in marks)]
+    mine = f"RAY_TMPDIR={ray_tmpdir}".encode()
+    found = []
+    for line in listing:
+        pid = line.split(None, 1)[0]
+        if any(mark in line for mark in marks):
+            try:
+                environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue  # gone, or not ours to read
+            if mine in environment:
+                found.append(line.strip())
+    return found
 
 
-def run_campaign(kills: int, seed: int, folder: Path, min_wait: float, max_wait: float,
-                 windows: list[str] | None = None) -> dict:
+def run_campaign(
+    kills: int, seed: int, folder: Path, min_wait: float, max_wait: float, windows: list[str] | None = None
+) -> dict:
     rng = random.Random(seed)
     path, store = study_file(folder), folder / "store"
-    before = set(ray_processes())
+    ray_tmpdir = tempfile.mkdtemp(prefix="fc", dir="/tmp")  # short: Ray's socket paths live there
+    environment = {**os.environ, "RAY_TMPDIR": ray_tmpdir}
     log, previous = [], None
     for attempt in range(kills + 1):
         command = [TUNER, "run", str(path)] if attempt == 0 else [TUNER, "resume", "campaign"]
-        driver = subprocess.Popen([*command, "--storage", str(store)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        driver = subprocess.Popen(
+            [*command, "--storage", str(store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            env=environment,
+        )
         if attempt < kills:
-            window = windows[attempt % len(windows)] if windows else rng.choice(
-                [w for w in WINDOWS if not (w == "restore" == previous)])
+            window = (
+                windows[attempt % len(windows)]
+                if windows
+                else rng.choice([w for w in WINDOWS if not (w == "restore" == previous)])
+            )
             previous = window
             waited = wait_for_kill(driver, store, rng, window, min_wait, max_wait)
             if waited is None:
                 _, err = driver.communicate()
-                log.append({"attempt": attempt, "killed": False, "window": window, "exit": driver.returncode,
-                            "stderr": err.strip().splitlines()[-1:] if driver.returncode else []})
+                log.append(
+                    {
+                        "attempt": attempt,
+                        "killed": False,
+                        "window": window,
+                        "exit": driver.returncode,
+                        "stderr": err.strip().splitlines()[-1:] if driver.returncode else [],
+                    }
+                )
                 if driver.returncode == 0:
                     break  # the study finished before this kill
                 continue
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
-            log.append({"attempt": attempt, "killed": True, "window": window, "after_s": round(waited, 1),
-                        "in": phase_running(store)})
+            log.append(
+                {
+                    "attempt": attempt,
+                    "killed": True,
+                    "window": window,
+                    "after_s": round(waited, 1),
+                    "in": phase_running(store),
+                }
+            )
         else:
             _, err = driver.communicate(timeout=1800)
-            log.append({"attempt": attempt, "killed": False, "exit": driver.returncode,
-                        "stderr": err.strip().splitlines()[-1:] if driver.returncode else []})
+            log.append(
+                {
+                    "attempt": attempt,
+                    "killed": False,
+                    "exit": driver.returncode,
+                    "stderr": err.strip().splitlines()[-1:] if driver.returncode else [],
+                }
+            )
     time.sleep(5)  # let Ray's processes of the last driver exit
     counts = count(store)
     counts["kills"] = sum(entry["killed"] for entry in log)
     counts["kills_per_phase"] = dict(Counter(entry["in"] for entry in log if entry["killed"]))
     counts["kills_per_window"] = dict(Counter(entry["window"] for entry in log if entry["killed"]))
     counts["crashes"] = [entry for entry in log if not entry["killed"] and entry["exit"] != 0]
-    counts["ray_processes_left"] = len(set(ray_processes()) - before)
+    counts["ray_processes_left"] = len(ray_processes(ray_tmpdir))
+    shutil.rmtree(ray_tmpdir, ignore_errors=True)
     counts["log"] = log
     return counts
 
 
-def wait_for_kill(driver: subprocess.Popen, store: Path, rng: random.Random, window: str, min_wait: float,
-                  max_wait: float) -> float | None:
+def wait_for_kill(
+    driver: subprocess.Popen, store: Path, rng: random.Random, window: str, min_wait: float, max_wait: float
+) -> float | None:
     """Wait for the moment of a kill in ``window`` (module docstring). Returns the seconds waited, or None when
     the driver exits first."""
     started, seen = time.time(), evaluations(store)
@@ -170,8 +228,11 @@ def phase_running(store: Path) -> str:
 def count(store: Path) -> dict:
     state = load_state(store / "campaign")
     client = MlflowClient(state.mlflow_uri)
-    runs = client.search_runs([state.experiment_id], f"tags.mlflow.parentRunId = '{state.execution_id}' and "
-                                                     f"tags.role = 'trial'", max_results=1000)
+    runs = client.search_runs(
+        [state.experiment_id],
+        f"tags.mlflow.parentRunId = '{state.execution_id}' and tags.role = 'trial'",
+        max_results=1000,
+    )
     keys = Counter((r.data.tags["phase"], r.data.tags["trial_id"]) for r in runs)
     finished = Counter(r.data.tags["phase"] for r in runs if r.info.status == "FINISHED")
     expected = list(range(EVAL, STEPS + 1, EVAL))
@@ -181,13 +242,19 @@ def count(store: Path) -> dict:
             continue
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid_elementwise")]
         bad_history += sorted(steps) != expected
-    return {"planned": PLANNED, "finished": dict(finished), "runs": len(runs), "optuna": optuna_counts(state, runs),
-            "duplicated_runs": sum(n - 1 for n in keys.values() if n > 1),
-            "runs_left_running": sum(r.info.status == "RUNNING" for r in runs),
-            "runs_failed": sum(r.info.status == "FAILED" for r in runs),
-            "orphaned_runs": sum("orphaned" in r.data.tags for r in runs),
-            "histories_with_missing_or_repeated_steps": bad_history,
-            "phases_done": dict(state.phases), "study_failed_trials": dict(state.failed)}
+    return {
+        "planned": PLANNED,
+        "finished": dict(finished),
+        "runs": len(runs),
+        "optuna": optuna_counts(state, runs),
+        "duplicated_runs": sum(n - 1 for n in keys.values() if n > 1),
+        "runs_left_running": sum(r.info.status == "RUNNING" for r in runs),
+        "runs_failed": sum(r.info.status == "FAILED" for r in runs),
+        "orphaned_runs": sum("orphaned" in r.data.tags for r in runs),
+        "histories_with_missing_or_repeated_steps": bad_history,
+        "phases_done": dict(state.phases),
+        "study_failed_trials": dict(state.failed),
+    }
 
 
 def optuna_counts(state, runs: list) -> dict:
@@ -198,37 +265,60 @@ def optuna_counts(state, runs: list) -> dict:
     told = Counter(t.user_attrs.get("mlflow_run_id") for t in complete)
     finished = {r.info.run_id: r for r in runs if r.data.tags["phase"] == "search" and r.info.status == "FINISHED"}
     metric = state.study.primary.metric
-    other_value = sum(t.value != finished[t.user_attrs["mlflow_run_id"]].data.metrics.get(metric)
-                      for t in complete if t.user_attrs.get("mlflow_run_id") in finished)
-    return {"complete": len(complete), "left_running": sum(t.state == optuna.trial.TrialState.RUNNING for t in trials),
-            "orphaned_failed": sum(bool(t.user_attrs.get("orphaned")) for t in trials),
-            "finished_runs_not_told": len(set(finished) - set(told)),
-            "runs_told_twice": sum(n - 1 for n in told.values() if n > 1),
-            "complete_without_a_finished_run": sum(run_id not in finished for run_id in told),
-            "values_differing_from_mlflow": other_value}
+    other_value = sum(
+        t.value != finished[t.user_attrs["mlflow_run_id"]].data.metrics.get(metric)
+        for t in complete
+        if t.user_attrs.get("mlflow_run_id") in finished
+    )
+    return {
+        "complete": len(complete),
+        "left_running": sum(t.state == optuna.trial.TrialState.RUNNING for t in trials),
+        "orphaned_failed": sum(bool(t.user_attrs.get("orphaned")) for t in trials),
+        "finished_runs_not_told": len(set(finished) - set(told)),
+        "runs_told_twice": sum(n - 1 for n in told.values() if n > 1),
+        "complete_without_a_finished_run": sum(run_id not in finished for run_id in told),
+        "values_differing_from_mlflow": other_value,
+    }
 
 
 def healthy(counts: dict) -> bool:
     told = counts["optuna"]
-    return (counts["finished"] == counts["planned"] and counts["duplicated_runs"] == 0
-            and told["complete"] == PLANNED["search"] and told["left_running"] == 0
-            and told["finished_runs_not_told"] == told["runs_told_twice"] == told["complete_without_a_finished_run"] == 0
-            and told["values_differing_from_mlflow"] == 0 and not counts["crashes"]
-            and counts["runs_left_running"] == 0 and counts["runs_failed"] == 0
-            and counts["histories_with_missing_or_repeated_steps"] == 0
-            and counts["ray_processes_left"] == 0)
+    return (
+        counts["finished"] == counts["planned"]
+        and counts["duplicated_runs"] == 0
+        and told["complete"] == PLANNED["search"]
+        and told["left_running"] == 0
+        and told["finished_runs_not_told"] == told["runs_told_twice"] == told["complete_without_a_finished_run"] == 0
+        and told["values_differing_from_mlflow"] == 0
+        and not counts["crashes"]
+        and counts["runs_left_running"] == 0
+        and counts["runs_failed"] == 0
+        and counts["histories_with_missing_or_repeated_steps"] == 0
+        and counts["ray_processes_left"] == 0
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-wait", type=float, default=10.0,
-                        help="earliest kill, seconds after a driver starts (and not before it logged a new evaluation)")
-    parser.add_argument("--max-wait", type=float, default=30.0,
-                        help="min-wait + the longest random delay after that first new evaluation")
-    parser.add_argument("--windows", default=None,
-                        help=f"comma-separated kill windows used in turn ({', '.join(WINDOWS)}); default: drawn")
+    parser.add_argument(
+        "--min-wait",
+        type=float,
+        default=10.0,
+        help="earliest kill, seconds after a driver starts (and not before it logged a new evaluation)",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=30.0,
+        help="min-wait + the longest random delay after that first new evaluation",
+    )
+    parser.add_argument(
+        "--windows",
+        default=None,
+        help=f"comma-separated kill windows used in turn ({', '.join(WINDOWS)}); default: drawn",
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for the study and campaign.json")
     args = parser.parse_args()
     windows = args.windows.split(",") if args.windows else None
@@ -240,22 +330,31 @@ def main() -> int:
     counts = run_campaign(args.kills, args.seed, folder, args.min_wait, args.max_wait, windows)
     counts["wall_s"] = round(time.time() - started)
     (folder / "campaign.json").write_text(json.dumps(counts, indent=2))
-    print("| kills | crashes | trials planned | trials finished | duplicated runs | runs left RUNNING | runs FAILED | "
-          "orphaned runs (KILLED, replaced) | histories with a missing/repeated step | Ray processes left | wall time |")
+    print(
+        "| kills | crashes | trials planned | trials finished | duplicated runs | runs left RUNNING | runs FAILED | "
+        "orphaned runs (KILLED, replaced) | histories with a missing/repeated step | Ray processes left | wall time |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {counts['kills']} | {len(counts['crashes'])} | {sum(PLANNED.values())} | {sum(counts['finished'].values())} | "
-          f"{counts['duplicated_runs']} | {counts['runs_left_running']} | {counts['runs_failed']} | "
-          f"{counts['orphaned_runs']} | "
-          f"{counts['histories_with_missing_or_repeated_steps']} | {counts['ray_processes_left']} | "
-          f"{counts['wall_s']} s |")
+    print(
+        f"| {counts['kills']} | {len(counts['crashes'])} | {sum(PLANNED.values())} | "
+        f"{sum(counts['finished'].values())} | "
+        f"{counts['duplicated_runs']} | {counts['runs_left_running']} | {counts['runs_failed']} | "
+        f"{counts['orphaned_runs']} | "
+        f"{counts['histories_with_missing_or_repeated_steps']} | {counts['ray_processes_left']} | "
+        f"{counts['wall_s']} s |"
+    )
     told = counts["optuna"]
-    print(f"Optuna storage: {told['complete']} COMPLETE trials of {PLANNED['search']} searched, {told['left_running']} "
-          f"left RUNNING, {told['finished_runs_not_told']} finished runs not told, {told['runs_told_twice']} told "
-          f"twice, {told['complete_without_a_finished_run']} COMPLETE without a finished run, "
-          f"{told['values_differing_from_mlflow']} with a value other than their run's, {told['orphaned_failed']} "
-          f"orphaned (FAIL)")
-    print(f"kills per phase: {counts['kills_per_phase']}; per window: {counts['kills_per_window']}; "
-          f"crashes: {counts['crashes']}; details: {folder / 'campaign.json'}")
+    print(
+        f"Optuna storage: {told['complete']} COMPLETE trials of {PLANNED['search']} searched, {told['left_running']} "
+        f"left RUNNING, {told['finished_runs_not_told']} finished runs not told, {told['runs_told_twice']} told "
+        f"twice, {told['complete_without_a_finished_run']} COMPLETE without a finished run, "
+        f"{told['values_differing_from_mlflow']} with a value other than their run's, {told['orphaned_failed']} "
+        f"orphaned (FAIL)"
+    )
+    print(
+        f"kills per phase: {counts['kills_per_phase']}; per window: {counts['kills_per_window']}; "
+        f"crashes: {counts['crashes']}; details: {folder / 'campaign.json'}"
+    )
     return 0 if healthy(counts) else 1
 
 

@@ -14,6 +14,7 @@ measures:
 
     python benchmarks/many_trials.py [--trials 100 250 500] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,18 @@ CONCURRENT = 2
 def study_file(folder: Path, trials: int) -> Path:
     """A grid of exactly ``trials`` distinct trials: learning rates x seeds."""
     seeds = 5
-    study = {"name": f"many{trials}", "task": "ranking", "metric": "valid_elementwise", "mode": "max",
-             "params": PARAMS, "grid": [{"variant": ["baseline"], "lr": [1e-3 * (1 + i) for i in range(trials // seeds)]}],
-             "seeds": list(range(seeds)), "resources": {"cpu": 1}, "max_concurrent": CONCURRENT, "max_failures": 0}
+    study = {
+        "name": f"many{trials}",
+        "task": "ranking",
+        "metric": "valid_elementwise",
+        "mode": "max",
+        "params": PARAMS,
+        "grid": [{"variant": ["baseline"], "lr": [1e-3 * (1 + i) for i in range(trials // seeds)]}],
+        "seeds": list(range(seeds)),
+        "resources": {"cpu": 1},
+        "max_concurrent": CONCURRENT,
+        "max_failures": 0,
+    }
     path = folder / f"many{trials}.yaml"
     path.write_text(yaml.safe_dump(study))
     return path
@@ -57,8 +67,9 @@ def rss_mb(pid: int) -> float | None:
 def run(trials: int, folder: Path) -> dict:
     path, store = study_file(folder, trials), folder / "store"
     started = time.time()
-    driver = subprocess.Popen([TUNER, "run", str(path), "--storage", str(store)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        [TUNER, "run", str(path), "--storage", str(store)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     samples, done, lines = [], 0, []
     import threading
 
@@ -68,6 +79,7 @@ def run(trials: int, folder: Path) -> dict:
             lines.append(line)
             if line.startswith("[done]"):
                 done += 1
+
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     while driver.poll() is None:
@@ -82,16 +94,26 @@ def run(trials: int, folder: Path) -> dict:
     at = lambda share: max((m for d, m in samples if d <= share * trials), default=float("nan"))  # noqa: E731
     state = max((store / f"many{trials}" / "grid").glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
     saves = [float(m[1]) for line in lines if (m := re.search(r"experiment state to .* in ([\d.]+)s", line))]
-    return {"trials": trials, "done": done, "wall_s": round(wall, 1), "rss_mb_at_10pct": round(at(0.1)),
-            "rss_mb_at_50pct": round(at(0.5)), "rss_mb_at_end": round(samples[-1][1]),
-            "rss_mb_peak": round(max(m for _, m in samples)),
-            "slot_s_per_trial": round(wall * CONCURRENT / trials, 2),
-            "folder_mb": round(sum(f.stat().st_size for f in (store / f"many{trials}").rglob("*") if f.is_file()) / 2**20, 1),
-            "experiment_state_kb": round(state.stat().st_size / 1024), "last_state_save_s": saves[-1] if saves else None}
+    return {
+        "trials": trials,
+        "done": done,
+        "wall_s": round(wall, 1),
+        "rss_mb_at_10pct": round(at(0.1)),
+        "rss_mb_at_50pct": round(at(0.5)),
+        "rss_mb_at_end": round(samples[-1][1]),
+        "rss_mb_peak": round(max(m for _, m in samples)),
+        "slot_s_per_trial": round(wall * CONCURRENT / trials, 2),
+        "folder_mb": round(
+            sum(f.stat().st_size for f in (store / f"many{trials}").rglob("*") if f.is_file()) / 2**20, 1
+        ),
+        "experiment_state_kb": round(state.stat().st_size / 1024),
+        "last_state_save_s": saves[-1] if saves else None,
+    }
 
 
 def bare_train_s() -> float:
     from tasks import ranking
+
     times = []
     for seed in range(23):
         start = time.perf_counter()
@@ -115,14 +137,18 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     (out / "many_trials.json").write_text(json.dumps({"bare_train_s": bare, "rows": rows}, indent=2))
     print(f"\n# {platform.machine()}, {CONCURRENT} concurrent trials; bare train() of a trial: {bare:.3f} s (warm)")
-    print("| trials | wall | fixed cost per trial | for a 1-minute trial | driver RSS at 10 % / 50 % / end (peak) "
-          "| study folder | Tune experiment state (last save) |")
+    print(
+        "| trials | wall | fixed cost per trial | for a 1-minute trial | driver RSS at 10 % / 50 % / end (peak) "
+        "| study folder | Tune experiment state (last save) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         fixed = r["slot_s_per_trial"] - bare
-        print(f"| {r['trials']} | {r['wall_s']:.0f} s | {fixed:.2f} s | {100 * fixed / 60:.1f} % | "
-              f"{r['rss_mb_at_10pct']} / {r['rss_mb_at_50pct']} / {r['rss_mb_at_end']} MB ({r['rss_mb_peak']} MB) | "
-              f"{r['folder_mb']} MB | {r['experiment_state_kb']} kB ({r['last_state_save_s']} s) |")
+        print(
+            f"| {r['trials']} | {r['wall_s']:.0f} s | {fixed:.2f} s | {100 * fixed / 60:.1f} % | "
+            f"{r['rss_mb_at_10pct']} / {r['rss_mb_at_50pct']} / {r['rss_mb_at_end']} MB ({r['rss_mb_peak']} MB) | "
+            f"{r['folder_mb']} MB | {r['experiment_state_kb']} kB ({r['last_state_save_s']} s) |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ interleaved within each repetition, medians after warm-up.
 
     python benchmarks/newton_overhead.py [--reps 30] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,14 @@ def methods(loss, values):
     def hessian_matrix_func(y):
         hessian_func(y, loss, values)
 
-    return {"baseline": baseline, "fisher": fisher, "hessian": hessian, "H vmapped": hessian_matrix_vmapped,
-            "H loop": hessian_matrix_loop, "H torch.func": hessian_matrix_func}
+    return {
+        "baseline": baseline,
+        "fisher": fisher,
+        "hessian": hessian,
+        "H vmapped": hessian_matrix_vmapped,
+        "H loop": hessian_matrix_loop,
+        "H torch.func": hessian_matrix_func,
+    }
 
 
 def measure(n: int, name: str, reps: int, warmup: int = 5) -> dict[str, float]:
@@ -83,16 +90,21 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
-          f"batch 100, median of {args.reps} after warm-up; times in ms, ratios to the baseline gradient")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
+        f"batch 100, median of {args.reps} after warm-up; times in ms, ratios to the baseline gradient"
+    )
     print("| loss | n | baseline ms | fisher | hessian target | H: vmapped | H: loop | H: torch.func |")
     print("|---|---|---|---|---|---|---|---|")
     for n in (5, 10):
         for name in RANKING:
             t = measure(n, name, args.reps)
             b = t["baseline"]
-            print(f"| {name} | {n} | {b * 1e3:.2f} | {t['fisher'] / b:.2f}x | {t['hessian'] / b:.2f}x | "
-                  f"{t['H vmapped'] / b:.2f}x | {t['H loop'] / b:.2f}x | {t['H torch.func'] / b:.2f}x |", flush=True)
+            print(
+                f"| {name} | {n} | {b * 1e3:.2f} | {t['fisher'] / b:.2f}x | {t['hessian'] / b:.2f}x | "
+                f"{t['H vmapped'] / b:.2f}x | {t['H loop'] / b:.2f}x | {t['H torch.func'] / b:.2f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

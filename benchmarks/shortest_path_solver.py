@@ -7,6 +7,7 @@ on GPUs (``solve_by_relaxation``, here on the CPU), and scipy per graph.
 
     python benchmarks/shortest_path_solver.py
 """
+
 from __future__ import annotations
 
 import platform
@@ -60,8 +61,10 @@ def timed(fn, reps):
 def main():
     torch.set_num_threads(1)
     print(f"# {platform.machine()}, 1 thread, torch {torch.__version__}; paths/s (median)")
-    print("| grids per call | shortest_paths (CPU: compiled Dijkstra) | torch relaxation (the GPU path), on the CPU "
-          "| scipy dijkstra per graph | speed-up over scipy |")
+    print(
+        "| grids per call | shortest_paths (CPU: compiled Dijkstra) | torch relaxation (the GPU path), on the CPU "
+        "| scipy dijkstra per graph | speed-up over scipy |"
+    )
     print("|---|---|---|---|---|")
     for samples in (1, 3, 10, 30):
         costs = TERRAIN[torch.randint(5, (70 * samples, 12, 12), generator=torch.Generator().manual_seed(samples))]

@@ -7,6 +7,7 @@ against the model's (forward + backward), which must stay far apart.
 
     python benchmarks/train_step.py [--reps 20] [--n 5 10] [--batch 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ def step_fn(model, optimizer, objective):
         scores.backward(grad)
         optimizer.step()
         return time.perf_counter() - t0, t1 - t0
+
     return step
 
 
@@ -46,8 +48,11 @@ def measure(name, n, batch, reps, warmup, pool):
     steps = {}
     for variant in ("baseline", "fisher", "hessian"):
         model = copy.deepcopy(base)
-        steps[variant] = step_fn(model, torch.optim.Adam(model.parameters(), 1e-3),
-                                 make_objective(LOSSES.build(name), variant, LAM.get(variant)))
+        steps[variant] = step_fn(
+            model,
+            torch.optim.Adam(model.parameters(), 1e-3),
+            make_objective(LOSSES.build(name), variant, LAM.get(variant)),
+        )
     generator = torch.Generator().manual_seed(0)
     times = {v: [] for v in steps}
     for rep in range(warmup + reps):
@@ -81,8 +86,11 @@ def main():
     args = parser.parse_args()
     digits = load_digits(None)
     pool = MultiDigitSets(*digits.train, torch.device("cpu"))
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"batch {args.batch} sets, median of {args.reps} steps after {args.warmup} warm-up, variants interleaved")
+    print(
+        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, "
+        f"batch {args.batch} sets, median of {args.reps} steps after {args.warmup} warm-up, variants interleaved"
+    )
     for n in args.n:
         data, model = data_vs_model(pool, n, args.batch)
         print(f"# n={n}: data pipeline {data:,.0f} images/s vs model forward+backward {model:,.0f} images/s")
@@ -91,8 +99,11 @@ def main():
     for n in args.n:
         for name in RANKING:
             t = measure(name, n, args.batch, args.reps, args.warmup, pool)
-            print(f"| {name} | {n} | {t['baseline']:.3f} | {t['fisher'] / t['baseline']:.3f}x | "
-                  f"{t['hessian'] / t['baseline']:.3f}x |", flush=True)
+            print(
+                f"| {name} | {n} | {t['baseline']:.3f} | {t['fisher'] / t['baseline']:.3f}x | "
+                f"{t['hessian'] / t['baseline']:.3f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

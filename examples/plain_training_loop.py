@@ -11,6 +11,7 @@ one line each:
 Run: ``python examples/plain_training_loop.py`` (a few seconds on a CPU): a linear model learns to rank
 4-element sets through NeuralSort, once per variant, and prints the loss before and after.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,20 +23,20 @@ def train(variant: str, lam: float = 1.0, steps: int = 200, seed: int = 0) -> tu
     """Train a linear scorer on synthetic sets for ``steps`` Adam steps; returns (first, last) mean loss."""
     torch.manual_seed(seed)
     features, n = 8, 4
-    truth = torch.randn(features)                      # values are a hidden linear function of the features
+    truth = torch.randn(features)  # values are a hidden linear function of the features
     model = torch.nn.Linear(features, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    loss = LOSSES.build("neuralsort", tau=1.0)         # or any per-sample loss (y, target) -> (N,)
+    loss = LOSSES.build("neuralsort", tau=1.0)  # or any per-sample loss (y, target) -> (N,)
     history = []
     for _ in range(steps):
         x = torch.randn(32, n, features)
-        values = x @ truth                             # (32, n): only their order supervises
-        y = model(x).squeeze(-1)                       # (32, n) scores: the model's outputs
+        values = x @ truth  # (32, n): only their order supervises
+        y = model(x).squeeze(-1)  # (32, n) scores: the model's outputs
         if variant == "baseline":
             objective = loss(y, values).mean()
-        elif variant == "fisher":                      # Algorithm 2: one call in front of the loss
+        elif variant == "fisher":  # Algorithm 2: one call in front of the loss
             objective = loss(inject_fisher(y, lam), values).mean()
-        else:                                          # Algorithm 1: train on the Newton loss instead
+        else:  # Algorithm 1: train on the Newton loss instead
             objective = newton_loss(y, lambda v: loss(v, values), curvature="hessian", lam=lam)
         optimizer.zero_grad()
         objective.backward()

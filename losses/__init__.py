@@ -5,11 +5,21 @@ one callable) and ``system_monitor.py``; the loss families live in ``ranking/`` 
 module below this package is imported here, so a loss file that registers itself (``@LOSSES.register``) is all
 it takes to add a built-in loss.
 """
+
 import importlib
 import pkgutil
 
-from .newton import (CURVATURES, fisher_solve, inject_fisher, mean_hessian, newton_loss, newton_objective, newton_target,
-                     newton_target_from, per_sample_gradients)
+from .newton import (
+    CURVATURES,
+    fisher_solve,
+    inject_fisher,
+    mean_hessian,
+    newton_loss,
+    newton_objective,
+    newton_target,
+    newton_target_from,
+    per_sample_gradients,
+)
 from .parameters import inject_fisher_per_sample
 from .ranking import per_set_bce, ranking_accuracy, true_permutation
 from .registry import LOSSES
@@ -20,7 +30,21 @@ for _module in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
     importlib.import_module(_module.name)  # fill the registry
 
 __all__ = [
-    "CURVATURES", "LOSSES", "VARIANTS", "fisher_solve", "inject_fisher", "inject_fisher_per_sample", "make_objective",
-    "mean_hessian", "newton_loss", "newton_objective", "newton_target", "newton_target_from", "per_sample_gradients",
-    "per_set_bce", "ranking_accuracy", "shortest_paths", "true_permutation",
+    "CURVATURES",
+    "LOSSES",
+    "VARIANTS",
+    "fisher_solve",
+    "inject_fisher",
+    "inject_fisher_per_sample",
+    "make_objective",
+    "mean_hessian",
+    "newton_loss",
+    "newton_objective",
+    "newton_target",
+    "newton_target_from",
+    "per_sample_gradients",
+    "per_set_bce",
+    "ranking_accuracy",
+    "shortest_paths",
+    "true_permutation",
 ]

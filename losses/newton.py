@@ -8,6 +8,7 @@ Newton step.
 Conventions: ``y`` is the (N, m) model output, ``per_sample_loss`` maps (N, m) to (N,)
 with row i depending on ``y[i]`` only, and the training loss is their mean.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,12 +16,16 @@ from typing import Callable
 
 import torch
 
+from .finite import check_finite as _check_finite
+from .finite import solve
+
 PerSampleLoss = Callable[[torch.Tensor], torch.Tensor]
 CURVATURES = ("hessian", "fisher")
 
 
-def newton_target(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float,
-                  monitor=None) -> torch.Tensor:
+def newton_target(
+    y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float, monitor=None
+) -> torch.Tensor:
     """Tikhonov-regularised Newton target, Eq. 7 with Definition 1 or 2.
 
     ``z_i = y_i - (M + lam I)^-1 grad l_i(y_i)`` where ``M = mean_j hess l_j(y_j)`` ("hessian",
@@ -38,8 +43,9 @@ def newton_target(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature:
     return _target_and_losses(y, per_sample_loss, curvature, lam, monitor)[0]
 
 
-def newton_objective(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float,
-                     monitor=None) -> torch.Tensor:
+def newton_objective(
+    y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float, monitor=None
+) -> torch.Tensor:
     """What a Newton variant trains on: a scalar whose *value* is the algorithmic loss ``mean_i l_i(y_i)`` (so
     training-loss curves of every variant measure the same thing) and whose *gradient* in y is the Newton
     loss's, ``(y_i - z_i) / N`` (Eq. 8)."""
@@ -85,12 +91,13 @@ def newton_target_from(y: torch.Tensor, grad: torch.Tensor, curvature, lam: floa
         if monitor is not None:
             monitor.observe(system)
         # M is symmetric, so grad @ (M + lam I)^-1 = ((M + lam I)^-1 grad^T)^T.
-        step = torch.linalg.solve(system, grad.T).T
+        step = solve(system, grad.T).T
     return y - step
 
 
-def newton_loss(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float,
-                monitor=None) -> torch.Tensor:
+def newton_loss(
+    y: torch.Tensor, per_sample_loss: PerSampleLoss, *, curvature: str, lam: float, monitor=None
+) -> torch.Tensor:
     """Newton loss ``mean_i 1/2 ||z_i - y_i||^2`` (Eq. 8, Definitions 1-2); gradients reach ``y`` only."""
     z = newton_target(y, per_sample_loss, curvature=curvature, lam=lam, monitor=monitor)
     return 0.5 * (z - y).pow(2).sum(1).mean()
@@ -131,9 +138,9 @@ def fisher_solve(grad: torch.Tensor, lam: float, *, scale: int) -> torch.Tensor:
     n, m = grad.shape
     if n < m:
         gram = grad @ grad.T
-        return scale * torch.linalg.solve(gram + scale * lam * torch.eye(n, dtype=grad.dtype, device=grad.device), grad)
+        return scale * solve(gram + scale * lam * torch.eye(n, dtype=grad.dtype, device=grad.device), grad)
     fisher = grad.T @ grad / scale
-    return torch.linalg.solve(fisher + lam * torch.eye(m, dtype=grad.dtype, device=grad.device), grad.T).T
+    return solve(fisher + lam * torch.eye(m, dtype=grad.dtype, device=grad.device), grad.T).T
 
 
 def per_sample_gradients(y: torch.Tensor, per_sample_loss: PerSampleLoss, *, create_graph: bool = False):
@@ -147,8 +154,10 @@ def _gradients(y, per_sample_loss, create_graph):
     with torch.enable_grad():
         losses = per_sample_loss(y)
         if losses.shape != (y.shape[0],):
-            raise ValueError(f"per_sample_loss must return shape ({y.shape[0]},) for y of shape {tuple(y.shape)}, "
-                             f"got {tuple(losses.shape)}")
+            raise ValueError(
+                f"per_sample_loss must return shape ({y.shape[0]},) for y of shape {tuple(y.shape)}, "
+                f"got {tuple(losses.shape)}"
+            )
         (grad,) = torch.autograd.grad(losses.sum(), y, create_graph=create_graph)
     _check_finite(grad, "gradient of the per-sample loss")
     return y, grad, losses
@@ -177,10 +186,3 @@ def _check_output(y) -> None:
     if not isinstance(y, torch.Tensor) or y.dim() != 2:
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ValueError(f"y must be a 2-D (N, m) tensor of model outputs, got {shape}")
-
-
-def _check_finite(tensor: torch.Tensor, what: str) -> None:
-    bad = ~torch.isfinite(tensor)
-    if bad.any():
-        rows = bad.reshape(bad.shape[0], -1).any(1).nonzero().flatten().tolist()
-        raise FloatingPointError(f"non-finite {what} in rows {rows[:20]}{' ...' if len(rows) > 20 else ''}")

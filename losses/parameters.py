@@ -6,6 +6,7 @@ parameters anyway), flattened and, for several tensors (a layer's weight and bia
 matrix on which ``inject_fisher`` runs. Autograd's ``expand`` then sums the n transformed rows into the shared
 parameter's gradient.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,4 +46,3 @@ def inject_fisher_per_sample(param: torch.Tensor | Sequence[torch.Tensor], n: in
     rows = inject_fisher(flat, lam).split([p.numel() for p in params], dim=1)
     copies = tuple(row.reshape(n, *p.shape) for row, p in zip(rows, params))
     return copies[0] if single else copies
-

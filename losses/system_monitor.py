@@ -13,6 +13,7 @@ eigenvalues of all kept systems in one batched ``eigvalsh``. To bound memory, at
 kept between two ``take`` calls: when the buffer is full every other one is dropped and from then on only
 every second (fourth, ...) step is kept, so the kept steps stay evenly spread over the interval.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,10 @@ class NewtonSystemMonitor:
         if not self._kept:
             return {}
         smallest = torch.linalg.eigvalsh(torch.stack(self._kept)).min(-1).values
-        stats = {"newton_min_eigenvalue": smallest.min().item(),
-                 "newton_indefinite_share": (smallest <= 0).double().mean().item()}
+        stats = {
+            "newton_min_eigenvalue": smallest.min().item(),
+            "newton_indefinite_share": (smallest <= 0).double().mean().item(),
+        }
         self._reset()
         return stats
 

@@ -7,6 +7,7 @@ the scalar it returns, without knowing which variant it got. The scalar's *value
 loss for every variant (what ``train_loss`` reports, comparable across variants); its *gradient* is the
 variant's. ``objective.monitor`` is the Hessian variant's ``NewtonSystemMonitor`` (None for the others).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -39,8 +40,9 @@ def make_objective(loss: Callable, variant: str, lam: float | None = None) -> Ob
     elif variant == "baseline":
         objective = lambda y, target: loss(y, target).mean()
     elif variant == "hessian":
-        objective = lambda y, target: newton_objective(y, lambda v: loss(v, target), curvature="hessian", lam=lam,
-                                                       monitor=monitor)
+        objective = lambda y, target: newton_objective(
+            y, lambda v: loss(v, target), curvature="hessian", lam=lam, monitor=monitor
+        )
     else:
         objective = lambda y, target: loss(inject_fisher(y, lam), target).mean()
     objective.monitor = monitor
@@ -50,6 +52,7 @@ def make_objective(loss: Callable, variant: str, lam: float | None = None) -> Ob
 def _estimated_objective(loss, variant: str, lam: float | None, monitor) -> Objective:
     """The loss's estimated value, carrying the variant's gradient: ``grad / N`` for the baseline, the Newton
     step ``(y - z) / N`` otherwise (Definition 1 with the estimated Hessian, or Definition 2)."""
+
     def objective(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         values, grad, mean_hessian = loss.estimates(y, target, hessian=variant == "hessian")
         if variant == "baseline":
@@ -58,4 +61,5 @@ def _estimated_objective(loss, variant: str, lam: float | None, monitor) -> Obje
             z = newton_target_from(y, grad, mean_hessian if variant == "hessian" else "fisher", lam, monitor=monitor)
             surrogate = 0.5 * (z - y).pow(2).sum(1).mean()
         return values.mean() + surrogate - surrogate.detach()
+
     return objective

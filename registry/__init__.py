@@ -15,6 +15,7 @@ Whatever the origin, the object is checked by the registry's ``check`` when it i
 against the task contract). Entry points are imported only when a study names them, so a broken plugin that a
 study does not use never breaks it. This module knows nothing of the packages that use it (losses, tasks).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -41,11 +42,12 @@ class Registry:
         self._check = check
         self._table: dict[str, Any] = {}
         self._targets: dict[str, str] = {}  # resolved user-code name -> its "module:attr" import path
-        self._aliases: set[str] = set()     # names the driver resolved for this process (a worker's entry points)
+        self._aliases: set[str] = set()  # names the driver resolved for this process (a worker's entry points)
         self._warned: set[str] = set()
 
     def register(self, name: str):
         """Decorator: ``@LOSSES.register("neuralsort")``."""
+
         def add(obj):
             if name in self._table:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
@@ -53,6 +55,7 @@ class Registry:
                 self._check(name, obj)
             self._table[name] = obj
             return obj
+
         return add
 
     def alias(self, name: str, target: str) -> None:
@@ -83,8 +86,10 @@ class Registry:
         if target is None:
             close = difflib.get_close_matches(str(name), self.names(), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise KeyError(f"unknown {self.kind} {name!r}{hint} (valid: {', '.join(self.names())}; or an import "
-                           f"path package.module:attribute)")
+            raise KeyError(
+                f"unknown {self.kind} {name!r}{hint} (valid: {', '.join(self.names())}; or an import "
+                f"path package.module:attribute)"
+            )
         obj = self._load(target, name)
         self._table[name], self._targets[name] = obj, target
         return obj
@@ -97,8 +102,11 @@ class Registry:
     def parameters(self, name: str) -> dict[str, Any]:
         """The keyword parameters the constructor takes, with their defaults."""
         signature = inspect.signature(self.get(name))
-        return {p.name: p.default for p in signature.parameters.values()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return {
+            p.name: p.default
+            for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
 
     def check_params(self, name: str, params: dict[str, Any]) -> None:
         """Raise a clear error for a parameter the constructor does not take."""
@@ -107,8 +115,9 @@ class Registry:
             if key not in accepted:
                 close = difflib.get_close_matches(key, list(accepted), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise TypeError(f"{self.kind} {name!r} takes no parameter {key!r}{hint} "
-                                f"(it takes: {', '.join(accepted) or 'none'})")
+                raise TypeError(
+                    f"{self.kind} {name!r} takes no parameter {key!r}{hint} (it takes: {', '.join(accepted) or 'none'})"
+                )
 
     def build(self, name: str, **params):
         self.check_params(name, params)
@@ -123,17 +132,22 @@ class Registry:
         other = self._entry_points().get(name)
         if other is not None:
             self._warned.add(name)
-            warnings.warn(f"{self.kind} {name!r} is built in, and an installed package also declares an entry point "
-                          f"{name!r} -> {other} (group {self.group}); the built-in is used: rename the entry point, "
-                          f"or name that code by its import path", ShadowedPluginWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.kind} {name!r} is built in, and an installed package also declares an entry point "
+                f"{name!r} -> {other} (group {self.group}); the built-in is used: rename the entry point, "
+                f"or name that code by its import path",
+                ShadowedPluginWarning,
+                stacklevel=3,
+            )
 
     def _load(self, target: str, name: str):
         module_name, _, attribute = target.partition(":")
         try:
             module = importlib.import_module(module_name)
         except Exception as error:  # noqa: BLE001 - any failure of user code to import is the user's to see
-            raise PluginError(f"{self.kind} {name!r}: cannot import module {module_name!r} "
-                              f"({type(error).__name__}: {error})") from None
+            raise PluginError(
+                f"{self.kind} {name!r}: cannot import module {module_name!r} ({type(error).__name__}: {error})"
+            ) from None
         obj = module
         for part in filter(None, attribute.split(".")):
             if not hasattr(obj, part):

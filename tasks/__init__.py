@@ -1,4 +1,5 @@
 """Task trainables: one file per task, each meeting the task contract (``tasks/contract.py``)."""
+
 from registry import Registry
 
 from .contract import Task, check_task

@@ -19,6 +19,7 @@ of the sources that are the paper's own data (any other is a substitute; the rep
 else one line saying what it would use instead and how to get the real data. A study with ``data: paper`` needs
 the latter, and ``tuner run``/``resume`` call it for every trial config before anything starts.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -33,10 +34,10 @@ class Task(Protocol):
     """Required attributes of a task (optional ones: ``METRIC_LABELS``, ``PERCENT_METRICS``,
     ``PAPER_DATA_SOURCES``, ``missing_paper_data``)."""
 
-    LOSS_KIND: str                    # the ``task_kind`` of the losses it takes (a loss declaring none fits any)
-    DEFAULTS: dict[str, Any]          # every config key it takes, with its default (the loss's own are added)
-    METRICS: tuple[str, ...]          # what ``report`` may log; a study's ``metric`` must be one of them
-    REPORT_METRICS: tuple[str, ...]   # final metrics ``tuner report`` tables (mean ± std over seeds)
+    LOSS_KIND: str  # the ``task_kind`` of the losses it takes (a loss declaring none fits any)
+    DEFAULTS: dict[str, Any]  # every config key it takes, with its default (the loss's own are added)
+    METRICS: tuple[str, ...]  # what ``report`` may log; a study's ``metric`` must be one of them
+    REPORT_METRICS: tuple[str, ...]  # final metrics ``tuner report`` tables (mean ± std over seeds)
 
     def describe(self, config: dict[str, Any]) -> dict[str, Any]:
         """The fully resolved config (defaults and the loss's parameters filled in), logged as the run's params."""
@@ -54,8 +55,12 @@ class Task(Protocol):
 # Optional: METRIC_LABELS {metric: axis label} for the report's figures; PERCENT_METRICS, metrics shown x100;
 # PAPER_DATA_SOURCES and missing_paper_data(config) -> str | None, see "Data" above; LOWER_IS_BETTER, metrics whose
 # lower values are better (the report's verdicts; time_* metrics are, and any other is higher-better).
-OPTIONAL = {"METRIC_LABELS": dict, "PERCENT_METRICS": (tuple, list), "PAPER_DATA_SOURCES": (tuple, list),
-            "LOWER_IS_BETTER": (tuple, list)}
+OPTIONAL = {
+    "METRIC_LABELS": dict,
+    "PERCENT_METRICS": (tuple, list),
+    "PAPER_DATA_SOURCES": (tuple, list),
+    "LOWER_IS_BETTER": (tuple, list),
+}
 OPTIONAL_FUNCTIONS = ("missing_paper_data",)
 ATTRIBUTES = {"LOSS_KIND": str, "DEFAULTS": dict, "METRICS": (tuple, list), "REPORT_METRICS": (tuple, list)}
 FUNCTIONS = ("describe", "check", "total_steps", "train")
@@ -64,12 +69,15 @@ FUNCTIONS = ("describe", "check", "total_steps", "train")
 def check_task(name: str, task: Any) -> None:
     """Raise ``TypeError`` naming everything ``task`` lacks or has wrong, against the contract above."""
     problems = [f"{key} (missing)" for key in ATTRIBUTES if not hasattr(task, key)]
-    problems += [f"{key} (a {_kinds(kind)}, got {type(getattr(task, key)).__name__})"
-                 for key, kind in {**ATTRIBUTES, **OPTIONAL}.items()
-                 if hasattr(task, key) and not isinstance(getattr(task, key), kind)]
+    problems += [
+        f"{key} (a {_kinds(kind)}, got {type(getattr(task, key)).__name__})"
+        for key, kind in {**ATTRIBUTES, **OPTIONAL}.items()
+        if hasattr(task, key) and not isinstance(getattr(task, key), kind)
+    ]
     problems += [f"{fn}() (missing)" for fn in FUNCTIONS if not callable(getattr(task, fn, None))]
-    problems += [f"{fn} (not callable)" for fn in OPTIONAL_FUNCTIONS
-                 if hasattr(task, fn) and not callable(getattr(task, fn))]
+    problems += [
+        f"{fn} (not callable)" for fn in OPTIONAL_FUNCTIONS if hasattr(task, fn) and not callable(getattr(task, fn))
+    ]
     if not problems:
         problems += [f"DEFAULTS lacks {key!r}" for key in TUNER_KEYS if key not in task.DEFAULTS]
         problems += [f"REPORT_METRICS {m!r} is not in METRICS" for m in task.REPORT_METRICS if m not in task.METRICS]

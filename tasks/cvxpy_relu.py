@@ -40,6 +40,7 @@ and the Fisher step are in ``time_network``, the MSE and its gradient in ``time_
 variant has no Newton-system monitor (only the Hessian variant has one), and there is no Hessian variant:
 cvxpylayers gives no second derivatives.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -57,15 +58,15 @@ from .training import Setup, Stopwatch
 TASK = "cvxpy_relu"
 FEATURES = 20  # ReluLayer(20, 20), ReluLayer(20, 20), Linear(20, 1) and X of 20 features: the notebook's network
 DEFAULTS: dict[str, Any] = {
-    "steps": 60,                # not in the paper: the baseline's final losses then land in Table 9's range
-    "lr": 1e-2,                 # Adam; the notebook's (not in the paper)
-    "samples": 300,             # X = randn(300, 20), Y = randn(300, 1), full batch (the notebook)
+    "steps": 60,  # not in the paper: the baseline's final losses then land in Table 9's range
+    "lr": 1e-2,  # Adam; the notebook's (not in the paper)
+    "samples": 300,  # X = randn(300, 20), Y = randn(300, 1), full batch (the notebook)
     "eval_every": 10,
-    "seed": 1,                  # Table 9 has seeds 1-5
+    "seed": 1,  # Table 9 has seeds 1-5
     "loss": "mse",
-    "variant": "baseline",      # baseline or fisher (cvxpylayers has no second derivatives: no Hessian variant)
-    "lam": None,                # Tikhonov strength for fisher; the paper's: 0.1
-    "fisher_layers": "cvxpy",   # InjectFisher on the two cvxpy layers; "all": on the final Linear layer too
+    "variant": "baseline",  # baseline or fisher (cvxpylayers has no second derivatives: no Hessian variant)
+    "lam": None,  # Tikhonov strength for fisher; the paper's: 0.1
+    "fisher_layers": "cvxpy",  # InjectFisher on the two cvxpy layers; "all": on the final Linear layer too
 }
 LOSS_KIND = "regression"
 VARIANTS = ("baseline", "fisher")
@@ -74,15 +75,24 @@ REPORT_METRICS = ("mse",)
 METRICS = ("train_loss", "mse", "time_total", "time_loss", "time_network", "time_data", "time_eval")
 LOWER_IS_BETTER = ("mse", "train_loss")
 PAPER_DATA_SOURCES = ("synthetic:",)  # the notebook's recipe, as in the paper (its draws cannot be recovered)
-METRIC_LABELS = {"mse": "MSE on the training points", "train_loss": "training loss (MSE)",
-                 "time_total": "time: training + evaluation (s)"}
+METRIC_LABELS = {
+    "mse": "MSE on the training points",
+    "train_loss": "training loss (MSE)",
+    "time_total": "time: training + evaluation (s)",
+}
 # Table 9 of the paper, per seed (results comparable only within each seed); the report's paired-seed table
 # puts it beside ours (tuner/report/paired_seeds.py reads PAPER_PER_SEED from any task).
 PAPER_PER_SEED = {
-    "source": "Table 9 (appendix G)", "metric": "mse", "lam": 0.1,
-    "values": {1: {"baseline": 0.322, "fisher": 0.185}, 2: {"baseline": 0.186, "fisher": 0.157},
-               3: {"baseline": 0.522, "fisher": 0.247}, 4: {"baseline": 0.225, "fisher": 0.179},
-               5: {"baseline": 0.260, "fisher": 0.211}},
+    "source": "Table 9 (appendix G)",
+    "metric": "mse",
+    "lam": 0.1,
+    "values": {
+        1: {"baseline": 0.322, "fisher": 0.185},
+        2: {"baseline": 0.186, "fisher": 0.157},
+        3: {"baseline": 0.522, "fisher": 0.247},
+        4: {"baseline": 0.225, "fisher": 0.179},
+        5: {"baseline": 0.260, "fisher": 0.211},
+    },
 }
 MISSING = "task 'cvxpy_relu' needs cvxpylayers and cvxpy: pip install 'newton-losses-tuner[cvxpy]'"
 
@@ -105,11 +115,14 @@ def setup(config: dict[str, Any]) -> Setup:
     parameters, not on the output); every error ``train`` would raise, cvxpylayers' absence included."""
     cfg = training.resolve_config(config, DEFAULTS, TASK)
     if cfg["variant"] not in VARIANTS:
-        raise ValueError(f"{TASK}: variant {cfg['variant']!r} is not available (valid: {', '.join(VARIANTS)}; "
-                         f"cvxpylayers gives no second derivatives, so appendix G has no Hessian variant)")
+        raise ValueError(
+            f"{TASK}: variant {cfg['variant']!r} is not available (valid: {', '.join(VARIANTS)}; "
+            f"cvxpylayers gives no second derivatives, so appendix G has no Hessian variant)"
+        )
     if cfg["fisher_layers"] not in FISHER_LAYERS:
-        raise ValueError(f"{TASK}: fisher_layers must be one of {', '.join(FISHER_LAYERS)}, "
-                         f"got {cfg['fisher_layers']!r}")
+        raise ValueError(
+            f"{TASK}: fisher_layers must be one of {', '.join(FISHER_LAYERS)}, got {cfg['fisher_layers']!r}"
+        )
     loss = training.build_loss(cfg, LOSS_KIND, TASK)
     make_objective(loss, cfg["variant"], cfg["lam"])  # λ checked as every task checks it
     training.check_positive(cfg, TASK, ("steps", "samples", "eval_every"))
@@ -130,6 +143,7 @@ class ReluLayer(nn.Module):
         super().__init__()
         import cvxpy as cp
         from cvxpylayers.torch import CvxpyLayer
+
         self.W = nn.Parameter(1e-3 * torch.randn(d_out, d_in))
         self.b = nn.Parameter(1e-3 * torch.randn(d_out))
         z, w_tilde = cp.Variable(d_out), cp.Variable((d_out, d_in))
@@ -195,8 +209,15 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
             metrics = training.evaluation(run, clock, step, loss_sum / loss_count, lambda: {"mse": _mse(model, X, Y)})
             loss_sum, loss_count = 0.0, 0
-            report(metrics, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "timers": dict(clock.totals)})
+            report(
+                metrics,
+                {
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "timers": dict(clock.totals),
+                },
+            )
     return metrics
 
 

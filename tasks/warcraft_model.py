@@ -4,6 +4,7 @@ conv1 (3->64, 7x7, stride 2, pad 3, no bias) -> bn1 -> ReLU -> maxpool(3, 2, 1) 
 blocks of 64 channels) -> AdaptiveMaxPool2d((12, 12)) -> mean over channels. Written with torch layers
 (no torchvision); inputs are normalised per channel with the training maps' mean and std.
 """
+
 from __future__ import annotations
 
 import torch

@@ -13,6 +13,7 @@ Trial checkpoints, written by the workers, go through it too; ``study.json`` thr
 A process killed while writing leaves its ``.partial`` file behind; ``remove_partials`` clears a folder's
 leftovers when a phase starts or resumes (nothing else writes there then).
 """
+
 from __future__ import annotations
 
 import contextlib

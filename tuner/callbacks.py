@@ -1,14 +1,16 @@
 """Driver-side Tune callbacks: final MLflow status per trial, and one summary line per finished trial."""
+
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
 from ray.tune import Callback
 
 from .errors import TrackingError
 from .state import TrialContext
-from .trainable import trial_config
 from .tracking import finish_trial_run
+from .trainable import trial_config
 
 
 class MlflowStatus(Callback):
@@ -43,7 +45,8 @@ class MlflowStatus(Callback):
 
 
 class TrialSummary(Callback):
-    """``[done] grid 3/12 a1b2c_00002 loss=neuralsort variant=fisher lam=0.1 seed=0 | valid_elementwise=0.61 step=150 (41 s)``."""
+    """One line per finished trial, e.g.
+    ``[done] grid 3/12 a1b2c_00002 loss=neuralsort variant=fisher lam=0.1 seed=0 | valid_elementwise=0.61 step=150``."""
 
     def __init__(self, metric: str, phase: str, planned: int, shown: list[str]):
         self.metric, self.phase, self.planned, self.shown = metric, phase, planned, shown
@@ -61,8 +64,11 @@ class TrialSummary(Callback):
         setting = " ".join(f"{k}={_fmt(config[k])}" for k in self.shown if config.get(k) is not None)
         result = trial.last_result or {}
         value = result.get(self.metric)
-        outcome = error or (f"{self.metric}={_fmt(value)} step={result.get('step')} "
-                            f"({result.get('time_total', 0):.0f} s)" if value is not None else "no result")
+        outcome = error or (
+            f"{self.metric}={_fmt(value)} step={result.get('step')} ({result.get('time_total', 0):.0f} s)"
+            if value is not None
+            else "no result"
+        )
         print(f"[{what}] {self.phase} {self.done}/{self.planned} {trial.trial_id} {setting} | {outcome}", flush=True)
 
 

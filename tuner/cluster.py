@@ -1,5 +1,6 @@
 """The Ray cluster a study runs on: joining it (or starting a local one), probing it, and checking it suits the
 study (a node that can hold a trial, a tracking store that several nodes can share)."""
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,8 @@ def init_ray(address: str | None, py_modules: list[str] | None = None) -> None:
         raise ClusterUnreachableError(
             f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]} (a cluster with token "
             "authentication, Ray's default, needs RAY_AUTH_MODE=token and its token in ~/.ray/auth_token or "
-            "RAY_AUTH_TOKEN on this machine too)") from None
+            "RAY_AUTH_TOKEN on this machine too)"
+        ) from None
 
 
 DATA_VARIABLES = ("NEWTON_MNIST_DIR", "NEWTON_WARCRAFT_DIR")
@@ -59,8 +61,10 @@ def probe(address: str) -> None:
     try:
         socket.create_connection((match[1], int(match[2])), timeout=5).close()
     except OSError as error:
-        raise ClusterUnreachableError(f"no Ray cluster answers at {address} ({error.strerror or error}); start one with "
-                                      f"`ray start --head --port=PORT` or check --address / RAY_ADDRESS") from None
+        raise ClusterUnreachableError(
+            f"no Ray cluster answers at {address} ({error.strerror or error}); start one with "
+            f"`ray start --head --port=PORT` or check --address / RAY_ADDRESS"
+        ) from None
 
 
 def _probe_last_cluster() -> None:
@@ -75,7 +79,8 @@ def _probe_last_cluster() -> None:
         raise ClusterUnreachableError(
             f"--address auto: Ray's last-cluster file {get_ray_address_file(None)} names {last}, where no Ray "
             f"cluster answers (a `ray start --head` that stopped or crashed): run `ray stop` (or delete that file), "
-            f"pass the cluster's --address HOST:PORT, or leave --address out to start a local Ray") from None
+            f"pass the cluster's --address HOST:PORT, or leave --address out to start a local Ray"
+        ) from None
 
 
 def check_tracking_fits_cluster(uri: str) -> None:
@@ -83,9 +88,11 @@ def check_tracking_fits_cluster(uri: str) -> None:
     file over shared storage (NFS and the like), which SQLite does not support (locks fail, writes get lost)."""
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     if uri.startswith("sqlite") and len(nodes) > 1:
-        raise TunerError(f"this Ray cluster has {len(nodes)} nodes, and their trials cannot share one SQLite file "
-                         f"({redact(uri).removeprefix('sqlite:///')}) over shared storage: start an MLflow server on "
-                         f"one node (see README, 'Running on a Ray cluster') and pass --mlflow-uri http://HOST:PORT")
+        raise TunerError(
+            f"this Ray cluster has {len(nodes)} nodes, and their trials cannot share one SQLite file "
+            f"({redact(uri).removeprefix('sqlite:///')}) over shared storage: start an MLflow server on "
+            f"one node (see README, 'Running on a Ray cluster') and pass --mlflow-uri http://HOST:PORT"
+        )
 
 
 def check_resources_fit(study: Study) -> None:
@@ -103,4 +110,5 @@ def check_resources_fit(study: Study) -> None:
     raise InfeasibleResourcesError(
         f"study {study.name!r} asks {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU per trial "
         f"(`resources`), but no node of this Ray cluster has that (nodes: {listed}){hint}; on an autoscaling "
-        f"cluster set TUNER_WAIT_FOR_RESOURCES=1")
+        f"cluster set TUNER_WAIT_FOR_RESOURCES=1"
+    )

@@ -13,6 +13,7 @@ execution keeps fixed, parameters that differ inside a matched setting, and the 
 Written to ``--out`` (default ``AFTER_STORAGE/AFTER/compare-BEFORE``): ``compare.md``, ``compare.csv`` (one row
 per setting and metric; unmatched settings with ``present`` = before/after) and ``compare.png`` (forest plot).
 """
+
 from __future__ import annotations
 
 import sys
@@ -53,8 +54,10 @@ def compare_studies(before: Path, after: Path, out: Path | None = None, fail_on:
     states = [load_state(Path(folder)) for folder in (before, after)]
     trials = [_finished(state) for state in states]
     if states[0].study.task != states[1].study.task:
-        raise ReportError(f"BEFORE runs task {states[0].study.task!r} and AFTER {states[1].study.task!r}: "
-                          f"their metrics cannot be compared")
+        raise ReportError(
+            f"BEFORE runs task {states[0].study.task!r} and AFTER {states[1].study.task!r}: "
+            f"their metrics cannot be compared"
+        )
     study, task = states[1].study, load_task(states[1].study.task, states[1].study.name)
     metrics, percent = list(task.REPORT_METRICS), percent_metrics(task)
     modes = metric_modes(metrics, dict(zip(study.metrics, study.modes)), lower_is_better(task))
@@ -63,8 +66,10 @@ def compare_studies(before: Path, after: Path, out: Path | None = None, fail_on:
     groups = [_groups(t, key) for t in trials]
     matched = [k for k in groups[0] if k in groups[1]]
     if not matched:
-        raise ReportError(f"no setting of AFTER ({_some(groups[1])}) matches one of BEFORE ({_some(groups[0])}) on "
-                          f"{', '.join(c.removeprefix('param_') for c in key)}: nothing to compare")
+        raise ReportError(
+            f"no setting of AFTER ({_some(groups[1])}) matches one of BEFORE ({_some(groups[0])}) on "
+            f"{', '.join(c.removeprefix('param_') for c in key)}: nothing to compare"
+        )
     fixed = fixed_differences(*trials)
     rows = []
     for k in matched:
@@ -72,26 +77,44 @@ def compare_studies(before: Path, after: Path, out: Path | None = None, fail_on:
         changed = _changed(b, a, [c for c in _params(*trials) if c not in key and c not in fixed])
         for metric in metrics:
             result = difference(seeded(a, metric), seeded(b, metric), modes[metric], margins.get(metric))
-            rows.append({**_setting(key, k), "label": _label(key, k), "present": "both", "metric": metric,
-                         "before_seeds": len(b), "after_seeds": len(a), "before_mean": seeded(b, metric).mean(),
-                         "after_mean": seeded(a, metric).mean(), **result.row(), "changed": changed})
+            rows.append(
+                {
+                    **_setting(key, k),
+                    "label": _label(key, k),
+                    "present": "both",
+                    "metric": metric,
+                    "before_seeds": len(b),
+                    "after_seeds": len(a),
+                    "before_mean": seeded(b, metric).mean(),
+                    "after_mean": seeded(a, metric).mean(),
+                    **result.row(),
+                    "changed": changed,
+                }
+            )
     table = pd.concat([judged(g, modes[m], ALPHA) for m, g in pd.DataFrame(rows).groupby("metric", sort=False)])
     table = table.sort_index()
-    only = [{**_setting(key, k), "label": _label(key, k), "present": side, f"{side}_seeds": len(g)}
-            for side, mine, other in (("before", groups[0], groups[1]), ("after", groups[1], groups[0]))
-            for k, g in mine.items() if k not in other]
+    only = [
+        {**_setting(key, k), "label": _label(key, k), "present": side, f"{side}_seeds": len(g)}
+        for side, mine, other in (("before", groups[0], groups[1]), ("after", groups[1], groups[0]))
+        for k, g in mine.items()
+        if k not in other
+    ]
     out = Path(out) if out is not None else Path(after) / f"compare-{states[0].study.name}"
     out.mkdir(parents=True, exist_ok=True)
     pd.concat([table, pd.DataFrame(only)], ignore_index=True).rename(columns={"label": "setting"}).to_csv(
-        out / "compare.csv", index=False)
+        out / "compare.csv", index=False
+    )
     names = [f"{s.study.name} ({Path(f).parent})" for s, f in zip(states, (before, after))]
     forest_plot(table, margins, percent, f"{names[1]} against {names[0]}", out / "compare.png")
     environment = environment_differences(*trials)
     (out / "compare.md").write_text(_markdown(states, names, table, only, fixed, environment, margins, percent))
     counts = table["verdict"].value_counts()
-    print(f"compare: AFTER {names[1]} against BEFORE {names[0]}: " + ", ".join(
-        f"{counts.get(v, 0)} {v}" for v in VERDICTS) + f" ({len(table)} comparisons, {len(matched)} settings; "
-        f"{len(only)} setting(s) in one only); wrote {out}/compare.md, compare.csv, compare.png")
+    print(
+        f"compare: AFTER {names[1]} against BEFORE {names[0]}: "
+        + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+        + f" ({len(table)} comparisons, {len(matched)} settings; "
+        f"{len(only)} setting(s) in one only); wrote {out}/compare.md, compare.csv, compare.png"
+    )
     failing = sum(int(counts.get(v, 0)) for v in fail_on)
     if failing:
         print(f"tuner: compare: {failing} verdict(s) {' or '.join(fail_on)} (--fail-on)", file=sys.stderr)
@@ -104,8 +127,10 @@ def matching_keys(before: pd.DataFrame, after: pd.DataFrame) -> list[str]:
     varying = [set(setting_columns(t)) | set(ALWAYS_KEYS) for t in (before, after)]
     union = sorted((varying[0] | varying[1]) - set(ALWAYS_KEYS)) + list(ALWAYS_KEYS)
     both = [c for c in union if c in varying[0] & varying[1]]
+
     def unique(key):
         return all(not _frame(t, key + ["param_seed"]).duplicated().any() for t in (before, after))
+
     return both if unique(both) else union
 
 
@@ -126,8 +151,9 @@ def environment_differences(before: pd.DataFrame, after: pd.DataFrame) -> dict[s
     for column in ENVIRONMENT:
         sides = [_frame(t, [column])[column].map(_text).value_counts() for t in (before, after)]
         if set(sides[0].index) != set(sides[1].index):
-            out[column.removeprefix("env_")] = tuple(", ".join(v if len(s) == 1 else f"{v} ({n})"
-                                                               for v, n in s.items()) for s in sides)
+            out[column.removeprefix("env_")] = tuple(
+                ", ".join(v if len(s) == 1 else f"{v} ({n})" for v, n in s.items()) for s in sides
+            )
     return out
 
 
@@ -147,8 +173,11 @@ def _params(*trials: pd.DataFrame) -> list[str]:
 
 def _frame(trials: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """``trials[columns]`` as comparable values (numbers as floats, missing as None), absent columns as None."""
-    return pd.DataFrame({c: [_value(v) for v in trials[c]] if c in trials else [None] * len(trials)
-                         for c in columns}, index=trials.index, dtype=object)  # None stays None, not NaN
+    return pd.DataFrame(
+        {c: [_value(v) for v in trials[c]] if c in trials else [None] * len(trials) for c in columns},
+        index=trials.index,
+        dtype=object,
+    )  # None stays None, not NaN
 
 
 def _value(v):
@@ -178,7 +207,8 @@ def _setting(key: list[str], values: tuple) -> dict:
 
 def _label(key: list[str], values: tuple) -> str:
     return " ".join(f"{c.removeprefix('param_')}={_text(v)}" for c, v in zip(key, values) if v is not None) or (
-        "all trials")
+        "all trials"
+    )
 
 
 def _some(groups: dict) -> str:
@@ -201,39 +231,82 @@ def _markdown(states, names, table, only, fixed, environment, margins, percent) 
     for metric, rows in table.groupby("metric", sort=False):
         scale = 100 if metric in percent else 1
         cells = verdict_cells(rows, "", scale)
+
         def number(v, scale=scale):
             return f"{v * scale:.2f}" if scale == 100 else f"{v:.4g}"
-        shown.append(pd.concat([rows[["label", "metric"]].rename(columns={"label": "setting"}), pd.DataFrame({
-            "seeds (before/after)": [f"{b}/{a}" + (" paired" if p else "") for b, a, p in
-                                     zip(rows["before_seeds"], rows["after_seeds"], rows["paired"])],
-            "before": rows["before_mean"].map(number), "after": rows["after_mean"].map(number)}, index=rows.index),
-            cells, pd.DataFrame({
-                "p (Holm)": rows["p_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
-                "TOST p (Holm)": rows["p_tost_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
-                "also changed": rows["changed"]}, index=rows.index)], axis=1))
+
+        shown.append(
+            pd.concat(
+                [
+                    rows[["label", "metric"]].rename(columns={"label": "setting"}),
+                    pd.DataFrame(
+                        {
+                            "seeds (before/after)": [
+                                f"{b}/{a}" + (" paired" if p else "")
+                                for b, a, p in zip(rows["before_seeds"], rows["after_seeds"], rows["paired"])
+                            ],
+                            "before": rows["before_mean"].map(number),
+                            "after": rows["after_mean"].map(number),
+                        },
+                        index=rows.index,
+                    ),
+                    cells,
+                    pd.DataFrame(
+                        {
+                            "p (Holm)": rows["p_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
+                            "TOST p (Holm)": rows["p_tost_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
+                            "also changed": rows["changed"],
+                        },
+                        index=rows.index,
+                    ),
+                ],
+                axis=1,
+            )
+        )
     verdicts = pd.concat(shown).sort_index()
     before, after = states
     lines = [f"# Compare: {names[1]} against {names[0]}", ""]
-    lines += [f"- {side}: study `{s.study.name}`, execution {s.execution_id}, git {s.git_commit}"
-              + (" (uncommitted changes)" if s.git_dirty == "True" else "")
-              for side, s in zip(("BEFORE", "AFTER"), states)]
-    lines += ["",
-             explained(margins, "AFTER", "BEFORE"),
-             "Metrics shown ×100: " + (", ".join(m for m in dict.fromkeys(table["metric"]) if m in percent) or "none")
-             + ".", "", "## Verdicts", "", markdown_table(verdicts), "", "![forest plot](compare.png)", ""]
+    lines += [
+        f"- {side}: study `{s.study.name}`, execution {s.execution_id}, git {s.git_commit}"
+        + (" (uncommitted changes)" if s.git_dirty == "True" else "")
+        for side, s in zip(("BEFORE", "AFTER"), states)
+    ]
+    lines += [
+        "",
+        explained(margins, "AFTER", "BEFORE"),
+        "Metrics shown ×100: " + (", ".join(m for m in dict.fromkeys(table["metric"]) if m in percent) or "none") + ".",
+        "",
+        "## Verdicts",
+        "",
+        markdown_table(verdicts),
+        "",
+        "![forest plot](compare.png)",
+        "",
+    ]
     if only:
-        lines += ["## Settings in one execution only", ""] + [
-            f"- {row['present'].upper()} only: {row['label']} ({row[row['present'] + '_seeds']} "
-            f"seeds)" for row in only] + [""]
+        lines += (
+            ["## Settings in one execution only", ""]
+            + [
+                f"- {row['present'].upper()} only: {row['label']} ({row[row['present'] + '_seeds']} seeds)"
+                for row in only
+            ]
+            + [""]
+        )
     lines += ["## Parameters each execution keeps fixed, where they differ", ""]
     lines += [f"- {c.removeprefix('param_')}: {b} → {a}" for c, (b, a) in fixed.items()] or ["None."]
     lines += ["", "## Recorded environment, where it differs (BEFORE → AFTER)", ""]
     lines += [f"- {name}: {b} → {a}" for name, (b, a) in environment.items()] or [
-        "None: the same git commit, library versions, Python, CUDA/cuDNN, GPU, code hash and device."]
+        "None: the same git commit, library versions, Python, CUDA/cuDNN, GPU, code hash and device."
+    ]
     if (before.study.metrics, before.study.modes) != (after.study.metrics, after.study.modes):
-        lines += ["", (f"The studies' objectives differ: BEFORE {list(before.study.metrics)} "
-                       f"{list(before.study.modes)}, AFTER {list(after.study.metrics)} {list(after.study.modes)}; "
-                       f"the directions here are AFTER's.")]
+        lines += [
+            "",
+            (
+                f"The studies' objectives differ: BEFORE {list(before.study.metrics)} "
+                f"{list(before.study.modes)}, AFTER {list(after.study.metrics)} {list(after.study.modes)}; "
+                f"the directions here are AFTER's."
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -242,6 +315,8 @@ def verdict_failures(words: str) -> tuple[str, ...]:
     chosen = tuple(w.strip() for w in words.split(",") if w.strip())
     unknown = [w for w in chosen if w not in VERDICTS]
     if unknown:
-        raise ReportError(f"--fail-on: {', '.join(map(repr, unknown))} is no verdict (give some of "
-                          f"{', '.join(VERDICTS)}, comma-separated)")
+        raise ReportError(
+            f"--fail-on: {', '.join(map(repr, unknown))} is no verdict (give some of "
+            f"{', '.join(VERDICTS)}, comma-separated)"
+        )
     return chosen

@@ -8,6 +8,7 @@ password goes where each client library reads it from the environment of this pr
 PostgreSQL database (``PGPASSFILE`` or ``~/.pgpass`` work too, and are the better place for it). A local Ray's
 workers inherit that environment; on a cluster every node needs the same variables (README, cluster section).
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,10 @@ def split_credentials(url: str | None) -> tuple[str | None, dict[str, str]]:
     parts = urlsplit(url)
     if url.startswith(("http://", "https://")):
         netloc = parts.netloc.rsplit("@", 1)[1]
-        env = {"MLFLOW_TRACKING_USERNAME": _unquote(parts.username or ""),
-               "MLFLOW_TRACKING_PASSWORD": _unquote(parts.password or "")}
+        env = {
+            "MLFLOW_TRACKING_USERNAME": _unquote(parts.username or ""),
+            "MLFLOW_TRACKING_PASSWORD": _unquote(parts.password or ""),
+        }
         return urlunsplit(parts._replace(netloc=netloc)), env
     netloc = f"{match['user']}@{parts.netloc.rsplit('@', 1)[1]}" if match["user"] else parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=netloc)), {"PGPASSWORD": _unquote(match["password"] or "")}
@@ -54,8 +57,10 @@ def move_to_environment(env: dict[str, str]) -> None:
     (two databases with two passwords) are refused, naming the way out."""
     for key, value in env.items():
         if os.environ.get(key) not in (None, value) and key.endswith("PASSWORD"):
-            raise TunerError(f"two different passwords for {key} (one in a URL, one in the environment or another "
-                             f"URL): give the database passwords in a libpq password file (PGPASSFILE) instead")
+            raise TunerError(
+                f"two different passwords for {key} (one in a URL, one in the environment or another "
+                f"URL): give the database passwords in a libpq password file (PGPASSFILE) instead"
+            )
         os.environ[key] = value
 
 

@@ -6,6 +6,7 @@ given ``OneStudyReadOnly``: a storage that shows only this execution's Optuna st
 the dashboard lists that one study, shows its trials, history, plots and attributes, and answers any write
 (delete, rename, tell, notes, a new study) with an error while the storage stays as it was.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -83,14 +84,21 @@ def serve_study(state: StudyState, host: str, port: int) -> None:
     from optuna_dashboard import run_server
 
     if state.optuna is None:
-        raise StudyStateError(f"study {state.study.name!r} has no Optuna storage (it has no search phase, or ran "
-                              f"before searches kept their Optuna study)")
+        raise StudyStateError(
+            f"study {state.study.name!r} has no Optuna storage (it has no search phase, or ran "
+            f"before searches kept their Optuna study)"
+        )
     storage = open_storage(state.optuna.url)
     try:
         shown = OneStudyReadOnly(storage, state.optuna.study)
     except KeyError:
-        raise StudyStateError(f"the Optuna storage {redact(state.optuna.url)} holds no study {state.optuna.study!r} "
-                              f"(its search phase never started)") from None
-    print(f"Optuna dashboard for {state.study.name!r} (read-only; {redact(state.optuna.url)}, Optuna study "
-          f"{state.optuna.study!r}): http://{host}:{port}/dashboard/  (Ctrl-C to stop)", flush=True)
+        raise StudyStateError(
+            f"the Optuna storage {redact(state.optuna.url)} holds no study {state.optuna.study!r} "
+            f"(its search phase never started)"
+        ) from None
+    print(
+        f"Optuna dashboard for {state.study.name!r} (read-only; {redact(state.optuna.url)}, Optuna study "
+        f"{state.optuna.study!r}): http://{host}:{port}/dashboard/  (Ctrl-C to stop)",
+        flush=True,
+    )
     run_server(shown, host=host, port=port)

@@ -6,6 +6,7 @@ base URL holding the same file names; a mirror may also serve a ``SHA256SUMS`` m
 format), whose digests then replace the pinned ones for the files it lists. A data set that ships as an archive
 is unpacked and checked before its files move into place; a rerun skips what is already there and verified.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,14 @@ def data_command(args) -> int:
     return 0
 
 
-def fetch_dataset(name: str, folder: str | Path, mirror: str | None = None, keep_archive: bool = False,
-                  out: TextIO | None = None, progress: TextIO | None = None) -> Path:
+def fetch_dataset(
+    name: str,
+    folder: str | Path,
+    mirror: str | None = None,
+    keep_archive: bool = False,
+    out: TextIO | None = None,
+    progress: TextIO | None = None,
+) -> Path:
     """Download, verify and unpack data set ``name`` into ``folder``; print where it is and the export line.
 
     On a failure nothing unverified is left under a real name: a bad download is deleted, an interrupted one stays
@@ -56,19 +63,24 @@ def fetch_dataset(name: str, folder: str | Path, mirror: str | None = None, keep
     except OSError as error:
         raise DataError(f"cannot create {folder}: {error.strerror or error}") from None
     try:
-        todo = [s for s in sources if not ((folder / s.name).is_file() and not mismatch(folder / s.name, s.digests,
-                                                                                         s.size))]
+        todo = [
+            s for s in sources if not ((folder / s.name).is_file() and not mismatch(folder / s.name, s.digests, s.size))
+        ]
         _check_room(dataset, folder, todo)
-        print(f"{dataset.title}: {len(todo)} of {len(sources)} file(s) to download into {folder}; checksums: {origin}",
-              file=out, flush=True)
+        print(
+            f"{dataset.title}: {len(todo)} of {len(sources)} file(s) to download into {folder}; checksums: {origin}",
+            file=out,
+            flush=True,
+        )
         for source in todo:
             used = fetch(source.urls, folder / source.name, source.digests, source.size, progress)
             print(f"{source.name}: verified ({', '.join(sorted(source.digests))}) from {used}", file=out, flush=True)
         try:
             readable = unpack(name, folder)
         except ValueError as error:
-            raise DataError(f"{dataset.title}: the verified download does not unpack into the files the task reads: "
-                            f"{error}") from None
+            raise DataError(
+                f"{dataset.title}: the verified download does not unpack into the files the task reads: {error}"
+            ) from None
         except OSError as error:
             raise DataError(f"cannot unpack {dataset.title} in {folder}: {error.strerror or error}") from None
         for archive in [s.name for s in sources if s.name not in readable and not keep_archive]:
@@ -95,16 +107,27 @@ def parse_manifest(text: str, where: str) -> dict[str, str]:
 
 def _sources(dataset, mirror: str | None) -> tuple[list[Source], str]:
     if not mirror:
-        return [Source(r.name, r.urls, r.digests, r.size) for r in dataset.files], \
-            "the published ones pinned in tasks/datasets.py"
+        return [
+            Source(r.name, r.urls, r.digests, r.size) for r in dataset.files
+        ], "the published ones pinned in tasks/datasets.py"
     base = mirror.rstrip("/") + "/"
     text = read_text(base + MANIFEST)
     listed = parse_manifest(text, base + MANIFEST) if text is not None else {}
-    sources = [Source(r.name, (base + r.name,), {"sha256": listed[r.name]}, None) if r.name in listed
-               else Source(r.name, (base + r.name,), r.digests, r.size) for r in dataset.files]
+    sources = [
+        Source(r.name, (base + r.name,), {"sha256": listed[r.name]}, None)
+        if r.name in listed
+        else Source(r.name, (base + r.name,), r.digests, r.size)
+        for r in dataset.files
+    ]
     used = [r.name for r in dataset.files if r.name in listed]
-    origin = (f"the mirror's {MANIFEST} for {', '.join(used)}" + ("" if len(used) == len(sources) else
-              ", the published pinned ones for the rest")) if used else "the published ones pinned in tasks/datasets.py"
+    origin = (
+        (
+            f"the mirror's {MANIFEST} for {', '.join(used)}"
+            + ("" if len(used) == len(sources) else ", the published pinned ones for the rest")
+        )
+        if used
+        else "the published ones pinned in tasks/datasets.py"
+    )
     return sources, origin
 
 
@@ -117,13 +140,16 @@ def _check_room(dataset, folder: Path, todo: list[Source]) -> None:
     need += dataset.unpacked_bytes
     free = shutil.disk_usage(folder).free
     if need > free:
-        raise DataError(f"{folder} has {free / 1e6:.0f} MB free, but {dataset.title} needs about {need / 1e6:.0f} MB "
-                        f"more (downloads{' and unpacking' if dataset.unpacked_bytes else ''}): free some space or "
-                        f"choose another folder")
+        raise DataError(
+            f"{folder} has {free / 1e6:.0f} MB free, but {dataset.title} needs about {need / 1e6:.0f} MB "
+            f"more (downloads{' and unpacking' if dataset.unpacked_bytes else ''}): free some space or "
+            f"choose another folder"
+        )
 
 
 def _done(dataset, folder: Path, out: TextIO) -> Path:
-    print(f"{dataset.title} is ready in {folder}. Point the tasks at it (or set data_dir: {folder} in a study):",
-          file=out)
+    print(
+        f"{dataset.title} is ready in {folder}. Point the tasks at it (or set data_dir: {folder} in a study):", file=out
+    )
     print(f"export {dataset.env_var}={shlex.quote(str(folder))}", file=out, flush=True)
     return folder

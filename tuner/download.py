@@ -2,6 +2,7 @@
 interruption), its size and digests are checked, and only then is it renamed to ``NAME``. Problems are one-line
 ``DataError``s: no network (connection refused, a name that does not resolve, a timeout), a bad checksum (the
 download is deleted), a full disk (the ``.part`` stays, so the next run resumes)."""
+
 from __future__ import annotations
 
 import errno
@@ -27,8 +28,9 @@ class Unreachable(Exception):
     """This URL did not deliver (no connection, an HTTP error, a connection lost mid-way): try the next one."""
 
 
-def fetch(urls: Sequence[str], target: Path, digests: dict[str, str], size: int | None = None,
-          progress: TextIO | None = None) -> str:
+def fetch(
+    urls: Sequence[str], target: Path, digests: dict[str, str], size: int | None = None, progress: TextIO | None = None
+) -> str:
     """Download ``target`` from the first of ``urls`` that delivers, continuing ``target.part`` if there is one;
     verify ``size`` and every digest (hashlib name -> hex); rename into place. Returns the URL used."""
     part = target.with_name(target.name + ".part")
@@ -41,14 +43,18 @@ def fetch(urls: Sequence[str], target: Path, digests: dict[str, str], size: int 
             failures.append(f"{url}: {error}")
     else:
         kept = f"; {part.name} keeps {_mb(part.stat().st_size)}, a rerun resumes it" if part.exists() else ""
-        raise DataError(f"cannot download {target.name} ({'; '.join(failures)}){kept}: check the network and the "
-                        f"URL, or serve the files yourself and pass --mirror URL")
+        raise DataError(
+            f"cannot download {target.name} ({'; '.join(failures)}){kept}: check the network and the "
+            f"URL, or serve the files yourself and pass --mirror URL"
+        )
     problem = mismatch(part, digests, size)
     if problem:
         part.unlink()
-        raise DataError(f"{target.name} from {url} failed verification ({problem}); the download was deleted. "
-                        f"A mirror that serves other bytes than the published file, or a corrupted transfer: retry, "
-                        f"or try another --mirror")
+        raise DataError(
+            f"{target.name} from {url} failed verification ({problem}); the download was deleted. "
+            f"A mirror that serves other bytes than the published file, or a corrupted transfer: retry, "
+            f"or try another --mirror"
+        )
     os.replace(part, target)
     return url
 
@@ -63,8 +69,11 @@ def mismatch(path: Path, digests: dict[str, str], size: int | None = None) -> st
         while chunk := f.read(CHUNK):
             for h in hashes.values():
                 h.update(chunk)
-    wrong = [f"{name} {h.hexdigest()}, expected {digests[name]}" for name, h in hashes.items()
-             if h.hexdigest() != digests[name].lower()]
+    wrong = [
+        f"{name} {h.hexdigest()}, expected {digests[name]}"
+        for name, h in hashes.items()
+        if h.hexdigest() != digests[name].lower()
+    ]
     return "; ".join(wrong) or None
 
 
@@ -157,8 +166,10 @@ def _reason(error: BaseException) -> str:
 def _disk_error(error: OSError, part: Path) -> DataError:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         written = _mb(part.stat().st_size) if part.exists() else "nothing"
-        return DataError(f"no space left on the device of {part.parent} while writing {part.name} ({written} "
-                         f"written): free some space and run the command again, it resumes from there")
+        return DataError(
+            f"no space left on the device of {part.parent} while writing {part.name} ({written} "
+            f"written): free some space and run the command again, it resumes from there"
+        )
     return DataError(f"cannot write {part}: {error.strerror or error}")
 
 
@@ -184,8 +195,10 @@ class Bar:
         if self.tty:
             rate = (self.done - self.first) / max(time.monotonic() - self.begun, 1e-6)
             filled = int(30 * share)
-            self.stream.write(f"\r{self.name} [{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} "
-                              f"{_mb(self.done)} / {_mb(self.total)}  {rate / 1e6:.1f} MB/s ")
+            self.stream.write(
+                f"\r{self.name} [{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} "
+                f"{_mb(self.done)} / {_mb(self.total)}  {rate / 1e6:.1f} MB/s "
+            )
         elif int(share * 10) > self.shown:
             self.shown = int(share * 10)
             self.stream.write(f"{self.name}: {share:.0%} ({_mb(self.done)} / {_mb(self.total)})\n")

@@ -2,6 +2,7 @@
 code was a clean git commit. Logged as ``env.*`` tags on every trial's run; ``tuner report`` warns when trials
 compared in one table differ in any of them (library defaults change between versions: diffsort's
 interpolation, Ray's auth mode, MLflow's store)."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -32,8 +33,10 @@ def environment_tags(device: torch.device | None = None) -> dict[str, str]:
 
 def git_state(folder: Path) -> dict[str, str]:
     """The commit of the code the driver runs, and whether its working tree had uncommitted changes."""
+
     def git(*args):
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=folder).stdout.strip()
+
     try:
         return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": str(bool(git("status", "--porcelain")))}
     except (OSError, subprocess.CalledProcessError):

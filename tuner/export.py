@@ -2,6 +2,7 @@
 
 Written with pyarrow, readable by pandas, polars or DuckDB without this package.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +17,21 @@ from .state import load_state
 from .tracking import study_runs, tracking_at
 
 HISTORY_FETCHERS = 8  # concurrent history requests to a tracking server (benchmarks/export_history.py: 7x)
-TRIAL_COLUMNS = ("study", "execution_id", "phase", "trial_id", "run_id", "run_name", "status", "error", "device",
-                 "git_commit", "start_time", "end_time", "trial_config")
+TRIAL_COLUMNS = (
+    "study",
+    "execution_id",
+    "phase",
+    "trial_id",
+    "run_id",
+    "run_name",
+    "status",
+    "error",
+    "device",
+    "git_commit",
+    "start_time",
+    "end_time",
+    "trial_config",
+)
 
 
 def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
@@ -51,24 +65,46 @@ def _tables(uri: str, experiment_id: str, execution_id: str) -> tuple[pd.DataFra
     fetchers = HISTORY_FETCHERS if uri.startswith(("http://", "https://")) else 1
     with ThreadPoolExecutor(fetchers) as pool:
         histories = pool.map(lambda request: client.get_metric_history(request[1], request[2]), requests)
-        events = [{"trial_id": row["trial_id"], "phase": row["phase"], "run_id": run_id, "metric": key,
-                   "step": m.step, "value": m.value, "timestamp": _time(m.timestamp)}
-                  for (row, run_id, key), history in zip(requests, histories) for m in history]
+        events = [
+            {
+                "trial_id": row["trial_id"],
+                "phase": row["phase"],
+                "run_id": run_id,
+                "metric": key,
+                "step": m.step,
+                "value": m.value,
+                "timestamp": _time(m.timestamp),
+            }
+            for (row, run_id, key), history in zip(requests, histories)
+            for m in history
+        ]
     trials = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS) + sorted({k for r in rows for k in r} - set(TRIAL_COLUMNS)))
     for column in [c for c in trials.columns if c.startswith("param_")]:
         trials[column] = _typed(trials[column])
     history = pd.DataFrame(events, columns=["trial_id", "phase", "run_id", "metric", "step", "value", "timestamp"])
     return trials.sort_values(["phase", "trial_id"], ignore_index=True), history.sort_values(
-        ["phase", "trial_id", "metric", "step"], ignore_index=True)
+        ["phase", "trial_id", "metric", "step"], ignore_index=True
+    )
 
 
 def _trial_row(run) -> dict:
     tags, info = run.data.tags, run.info
-    row = {"study": tags.get("study"), "execution_id": tags.get("mlflow.parentRunId"), "phase": tags.get("phase"),
-           "trial_id": tags.get("trial_id"),
-           "run_id": info.run_id, "run_name": info.run_name, "status": info.status, "error": tags.get("error"),
-           "device": tags.get("device"), "git_commit": tags.get("git_commit"), "trial_config": tags.get("trial_config"),
-           "start_time": _time(info.start_time), "end_time": _time(info.end_time)}
+    row = {
+        "study": tags.get("study"),
+        "execution_id": tags.get("mlflow.parentRunId"),
+        "phase": tags.get("phase"),
+        "trial_id": tags.get("trial_id"),
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "status": info.status,
+        "error": tags.get("error"),
+        "device": tags.get("device"),
+        "ray_gpu_ids": tags.get("ray_gpu_ids"),
+        "git_commit": tags.get("git_commit"),
+        "trial_config": tags.get("trial_config"),
+        "start_time": _time(info.start_time),
+        "end_time": _time(info.end_time),
+    }
     row.update({k.replace(".", "_"): v for k, v in tags.items() if k.startswith("env.")})
     row.update({f"param_{k}": v for k, v in run.data.params.items()})
     row.update({f"final_{k}": v for k, v in run.data.metrics.items()})

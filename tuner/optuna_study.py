@@ -22,10 +22,12 @@ Exactness across killed drivers, retries and resumes (the search's ``StoredOptun
   COMPLETE trial of its values gets one (``retry_of`` names the failed trial), so the storage ends consistent
   with MLflow, values included.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
+
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
@@ -46,8 +48,11 @@ def open_storage(url: str) -> RDBStorage:
         return RDBStorage(url, engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True})
     except Exception as error:  # noqa: BLE001 - sqlalchemy: bad URL, missing driver, server down, wrong password
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        hint = " (the password comes from PGPASSWORD or a libpq password file, PGPASSFILE)" \
-            if "password" in first.lower() else ""
+        hint = (
+            " (the password comes from PGPASSWORD or a libpq password file, PGPASSFILE)"
+            if "password" in first.lower()
+            else ""
+        )
         raise OptunaStorageError(f"cannot open the Optuna storage {redact(url)}: {redact(first)}{hint}") from None
 
 
@@ -56,15 +61,18 @@ def load(ref: OptunaRef, sampler=None) -> optuna.Study:
     try:
         return optuna.load_study(study_name=ref.study, storage=open_storage(ref.url), sampler=sampler)
     except KeyError:
-        raise OptunaStorageError(f"the Optuna storage {redact(ref.url)} holds no study {ref.study!r} (its search "
-                                 f"phase never started)") from None
+        raise OptunaStorageError(
+            f"the Optuna storage {redact(ref.url)} holds no study {ref.study!r} (its search phase never started)"
+        ) from None
 
 
 def check_name_free(url: str, name: str) -> None:
     """Refuse a new study whose Optuna study name is taken in a (shared) storage: its trials would mix."""
     if name in optuna.get_all_study_names(open_storage(url)):
-        raise OptunaStorageError(f"the Optuna storage {redact(url)} already holds a study named {name!r}: pass "
-                                 f"another --optuna-storage, or delete that study there (optuna delete-study)")
+        raise OptunaStorageError(
+            f"the Optuna storage {redact(url)} already holds a study named {name!r}: pass "
+            f"another --optuna-storage, or delete that study there (optuna delete-study)"
+        )
 
 
 def reserve_study(url: str, name: str, directions: list[str], owner: str) -> None:
@@ -87,14 +95,22 @@ def new_phase_study(ref: OptunaRef, directions: list[str], distributions: dict, 
     with contextlib.suppress(KeyError):
         existing = optuna.load_study(study_name=ref.study, storage=storage).user_attrs.get(OWNER, owner)
         if existing != owner:
-            raise OptunaStorageError(f"the Optuna storage {redact(ref.url)} holds a study named {ref.study!r} that "
-                                     f"belongs to the study in {existing}, not to this one ({owner})")
+            raise OptunaStorageError(
+                f"the Optuna storage {redact(ref.url)} holds a study named {ref.study!r} that "
+                f"belongs to the study in {existing}, not to this one ({owner})"
+            )
         optuna.delete_study(study_name=ref.study, storage=storage)
     study = optuna.create_study(storage=storage, study_name=ref.study, directions=directions)
     study.set_user_attr(OWNER, owner)
     for trial in seeded:
-        study.add_trial(optuna.trial.create_trial(params=trial["params"], distributions=distributions,
-                                                  values=trial["values"], user_attrs=trial["user_attrs"]))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=trial["params"],
+                distributions=distributions,
+                values=trial["values"],
+                user_attrs=trial["user_attrs"],
+            )
+        )
 
 
 def settle_with_runs(ref: OptunaRef, runs: list, metrics: tuple[str, ...], distributions: dict) -> int:
@@ -116,8 +132,11 @@ def settle_with_runs(ref: OptunaRef, runs: list, metrics: tuple[str, ...], distr
         mine = by_tune_id.get(run.data.tags.get("trial_id"), [])
         if any(t.state == TrialState.COMPLETE for t in mine) or not mine:
             continue
-        attrs = {"tune_trial_id": run.data.tags["trial_id"], "mlflow_run_id": run.info.run_id,
-                 "metrics": {k: v for k, v in run.data.metrics.items() if isinstance(v, float) and math.isfinite(v)}}
+        attrs = {
+            "tune_trial_id": run.data.tags["trial_id"],
+            "mlflow_run_id": run.info.run_id,
+            "metrics": {k: v for k, v in run.data.metrics.items() if isinstance(v, float) and math.isfinite(v)},
+        }
         running = [t for t in mine if t.state == TrialState.RUNNING]
         if running:
             for key, value in attrs.items():
@@ -125,9 +144,14 @@ def settle_with_runs(ref: OptunaRef, runs: list, metrics: tuple[str, ...], distr
             study.tell(running[0].number, values if len(values) > 1 else values[0])
         else:
             failed = mine[-1]
-            study.add_trial(optuna.trial.create_trial(
-                params=failed.params, distributions={k: distributions[k] for k in failed.params}, values=values,
-                user_attrs={**attrs, "retry_of": failed.number}))
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=failed.params,
+                    distributions={k: distributions[k] for k in failed.params},
+                    values=values,
+                    user_attrs={**attrs, "retry_of": failed.number},
+                )
+            )
         settled += 1
     return settled
 
@@ -184,15 +208,22 @@ class StoredOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         self._ref = getattr(self, "_ref", None) or OptunaRef(url=self._url, study=self._study_name)
         self._storage = open_storage(self._ref.url)
-        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
-                                           sampler=self._ot_study.sampler)
+        self._ot_study = optuna.load_study(
+            study_name=self._study_name, storage=self._storage, sampler=self._ot_study.sampler
+        )
         known = {trial_id: trial._trial_id for trial_id, trial in self._ot_trials.items()}  # Tune's -> storage's id
         stored = {t._trial_id: t for t in self._ot_study.get_trials(deepcopy=False)}
-        told_now = {trial_id for trial_id, stored_id in known.items()
-                    if trial_id not in self._completed_trials and stored[stored_id].state.is_finished()}
+        told_now = {
+            trial_id
+            for trial_id, stored_id in known.items()
+            if trial_id not in self._completed_trials and stored[stored_id].state.is_finished()
+        }
         self._told_before_restore = set(getattr(self, "_told_before_restore", set())) | told_now
-        self._ot_trials = {trial_id: optuna.Trial(self._ot_study, stored_id) for trial_id, stored_id in known.items()
-                           if trial_id not in self._completed_trials and trial_id not in self._told_before_restore}
+        self._ot_trials = {
+            trial_id: optuna.Trial(self._ot_study, stored_id)
+            for trial_id, stored_id in known.items()
+            if trial_id not in self._completed_trials and trial_id not in self._told_before_restore
+        }
         for stored_id, trial in stored.items():
             if trial.state == TrialState.RUNNING and stored_id not in known.values():
                 self._storage.set_trial_user_attr(stored_id, "orphaned", True)

@@ -4,6 +4,7 @@ Study files are validated without data (``tuner validate`` passes anywhere); thi
 ``tuner resume``, before Ray starts and before anything is written. It asks the task, for every trial config the
 study can produce, whether that config would use a substitute (``missing_paper_data``, ``tasks/contract.py``).
 """
+
 from __future__ import annotations
 
 from .errors import DataError
@@ -19,8 +20,10 @@ def check_paper_data(study: Study, resuming: bool = False) -> None:
     for config in _configs(study):
         problem = task.missing_paper_data(config)
         if problem:
-            raise DataError(f"study {study.name!r} must train on the paper's data (data: paper), but {problem}"
-                            f"{_otherwise(study, resuming)}")
+            raise DataError(
+                f"study {study.name!r} must train on the paper's data (data: paper), but {problem}"
+                f"{_otherwise(study, resuming)}"
+            )
 
 
 def _configs(study: Study) -> list[dict]:
@@ -28,8 +31,11 @@ def _configs(study: Study) -> list[dict]:
     configs = study.grid_trials()
     if study.search is not None:
         base = study.search_base()
-        configs += [{**base, **{k: p.corners()[0] for k, p in study.search.space.items()}, name: value}
-                    for name, param in study.search.space.items() for value in param.corners()]
+        configs += [
+            {**base, **{k: p.corners()[0] for k, p in study.search.space.items()}, name: value}
+            for name, param in study.search.space.items()
+            for value in param.corners()
+        ]
     return configs
 
 

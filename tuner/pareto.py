@@ -1,4 +1,5 @@
 """Pareto fronts of trials with several objectives (``metric: [a, b]``, ``mode: [max, min]``)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

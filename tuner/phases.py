@@ -1,7 +1,9 @@
 """A study's phases, each one Ray Tune experiment in ``STORAGE/STUDY/PHASE``: the grid, the Optuna search, and
-the replication of what the search found, then an adaptive replication's rounds ``replicate-1``, ``replicate-2``,
-... (``adaptive.py``). A phase restores from its folder when ``tuner resume`` finds it started, and is marked done
-in the study state only when its trials are all settled in MLflow (and, for a search, in its Optuna storage)."""
+the replication of what the search found (or the selection and its replication), then an adaptive replication's
+rounds ``replicate-1``, ``replicate-2``, ... (``adaptive.py``). A phase restores from its folder when ``tuner resume``
+finds it started, and is marked done in the study state only when its trials are all settled in MLflow (and, for a
+search, in its Optuna storage)."""
+
 from __future__ import annotations
 
 import json
@@ -28,16 +30,19 @@ from .optuna_study import StoredOptunaSearch, load, new_phase_study, settle_with
 from .pareto import pareto_mask
 from .report.decisions import metric_modes
 from .search_space import optuna_distribution, tune_domain
+from .selection import select_settings, selected_trials
 from .state import StudyState, TrialContext, save_state
 from .study import Study
-from .trainable import run_trial
 from .tracking import close_orphans, set_tags, study_runs, tracking_at
+from .trainable import run_trial
 from .warm_start import warm_start_sources, warm_start_trials
 
 USER_CHECKPOINT_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")  # before checkpoint_period() sets it per phase
 
 
 def phases(study: Study) -> list[str]:
+    if study.select is not None:
+        return ["select", "replicate"]
     names = ["grid"] if study.grid else []
     if study.search is not None:
         names += ["search"] + (["replicate"] if study.search.replicate else [])
@@ -74,17 +79,24 @@ def _run_phase(folder: Path, state: StudyState, context: TrialContext, phase: st
         if isinstance(error, TuneError) and not status.failures:
             raise  # not the tracking store: a bug, with its traceback
         cause = status.failures[0] if status.failures else error
-        raise TrackingError(f"{cause}; phase {phase!r} stopped and the study is kept as it was: once the tracking "
-                            f"store answers again, `tuner resume {study.name} --storage {folder.parent}` "
-                            f"continues it") from None
+        raise TrackingError(
+            f"{cause}; phase {phase!r} stopped and the study is kept as it was: once the tracking "
+            f"store answers again, `tuner resume {study.name} --storage {folder.parent}` "
+            f"continues it"
+        ) from None
     state.failed[phase] = len(results.errors)
     with tracking_at(uri, f"closing phase {phase!r}"):
         orphans = close_orphans(uri, state.experiment_id, state.execution_id, phase)
         if orphans:
-            print(f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
-                  f"driver; marked KILLED (tag 'orphaned')", flush=True)
+            print(
+                f"tuner: {orphans} MLflow run(s) of phase {phase!r} belonged to trials lost with the killed "
+                f"driver; marked KILLED (tag 'orphaned')",
+                flush=True,
+            )
         if phase == "search":
             _close_search(state, results)
+        if phase == "select":
+            _close_selection(state)
     state.phases[phase] = "done"
     save_state(folder, state)
 
@@ -128,13 +140,18 @@ def _look(state: StudyState):
 def _close_search(state: StudyState, results) -> None:
     """Settle the Optuna storage with the search's MLflow runs, then record what the search found."""
     study = state.study
-    runs = [r for r in study_runs(state.mlflow_uri, state.experiment_id, state.execution_id)
-            if r.data.tags.get("phase") == "search"]
+    runs = [
+        r
+        for r in study_runs(state.mlflow_uri, state.experiment_id, state.execution_id)
+        if r.data.tags.get("phase") == "search"
+    ]
     distributions = {name: optuna_distribution(p) for name, p in study.search.space.items()}
     settled = settle_with_runs(state.optuna, runs, study.metrics, distributions)
     if settled:
-        print(f"tuner: {settled} searched trial(s) that finished on a retry or a resume told to the Optuna study",
-              flush=True)
+        print(
+            f"tuner: {settled} searched trial(s) that finished on a retry or a resume told to the Optuna study",
+            flush=True,
+        )
     if study.multi_objective:
         state.front = front_configs(state)
         set_tags(state.mlflow_uri, state.parent_run_id, {"pareto_front": json.dumps(state.front)})
@@ -143,19 +160,48 @@ def _close_search(state: StudyState, results) -> None:
         set_tags(state.mlflow_uri, state.parent_run_id, {"best_config": json.dumps(state.best)})
 
 
+def _close_selection(state: StudyState) -> None:
+    """Decide the selection from the execution's selection trials, keep it in the state, and record on the parent
+    run what was selected and why (the tag ``selection``, and ``selection.json`` with every candidate)."""
+    from mlflow.tracking import MlflowClient
+
+    study, metric = state.study, state.study.primary.metric
+    runs = [
+        r
+        for r in study_runs(state.mlflow_uri, state.experiment_id, state.execution_id)
+        if r.data.tags.get("phase") == "select"
+    ]
+    finals = [
+        (json.loads(r.data.tags["trial_config"]), r.data.metrics.get(metric) if r.info.status == "FINISHED" else None)
+        for r in runs
+        if "trial_config" in r.data.tags
+    ]
+    state.selections["select"] = select_settings(study, finals)
+    summary = [{**s["group"], **(s["selected"] or {"selected": None})} for s in state.selections["select"]]
+    set_tags(state.mlflow_uri, state.parent_run_id, {"selection": json.dumps(summary, default=str)[:5000]})
+    MlflowClient(state.mlflow_uri).log_dict(
+        state.parent_run_id, {"selections": state.selections["select"]}, "selection.json"
+    )
+    for line in summary:
+        print(f"tuner: selected {line}", flush=True)
+
+
 def fit(folder: Path, state: StudyState, phase: str, status: MlflowStatus):
     """Run (or restore) one phase's Tune experiment to its end."""
     study = state.study
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=status.context),
-                                    {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=status.context),
+        {"cpu": study.resources.cpu, "gpu": study.resources.gpu},
+    )
     path, storage = folder / phase, atomic_filesystem()
     remove_partials(path)  # leftovers of writers killed mid-file; nothing writes there now
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = checkpoint_period(phase)  # read when Tune's controller starts
     if tune.Tuner.can_restore(str(path), storage_filesystem=storage):
         if any(path.glob("experiment_state-*.json")):
             check_tune_state(path)
-            return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True,
-                                      storage_filesystem=storage).fit()
+            return tune.Tuner.restore(
+                str(path), trainable=trainable, resume_errored=True, storage_filesystem=storage
+            ).fit()
         # Killed between Tune writing its tuner.pkl and its first experiment state: no trial was recorded, and
         # Tune cannot restore such a folder (a search then fails for want of its space). Start the phase anew.
         shutil.rmtree(path)
@@ -163,31 +209,48 @@ def fit(folder: Path, state: StudyState, phase: str, status: MlflowStatus):
     if phase == "search":
         space = {k: tune_domain(p) for k, p in study.search.space.items()}
         param_space = {**study.search_base(), **space}
-        search_alg = ConcurrencyLimiter(_new_searcher(folder, state, OptunaSearch.convert_search_space(space)),
-                                        max_concurrent=study.max_concurrent)
+        search_alg = ConcurrencyLimiter(
+            _new_searcher(folder, state, OptunaSearch.convert_search_space(space)), max_concurrent=study.max_concurrent
+        )
         samples = planned = study.search.trials
         concurrency = None  # the ConcurrencyLimiter holds it
         if study.search.asha is not None:
             # ASHA-stopped trials reach Optuna as COMPLETE with their value at the stopping rung: TPE then
             # treats them as (pessimistic) observations, which is what early stopping intends.
             max_t = TASKS.get(study.task).total_steps(study.search_base())
-            scheduler = ASHAScheduler(time_attr="step", max_t=max_t, grace_period=study.search.asha.grace_period,
-                                      reduction_factor=study.search.asha.reduction_factor)
+            scheduler = ASHAScheduler(
+                time_attr="step",
+                max_t=max_t,
+                grace_period=study.search.asha.grace_period,
+                reduction_factor=study.search.asha.reduction_factor,
+            )
     else:
         trials = phase_trials(state, phase)
         param_space, planned = {"trial": tune.grid_search(trials)}, len(trials)
     metric, mode = study.primary
     tuner = tune.Tuner(
-        trainable, param_space=param_space,
+        trainable,
+        param_space=param_space,
         # reuse_actors: a finished trial's worker process (torch, ray, mlflow and the task imported, the digit
         # pools loaded) runs the next trial instead of a fresh process per trial
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=samples, search_alg=search_alg,
-                                    scheduler=scheduler, max_concurrent_trials=concurrency, reuse_actors=True),
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            num_samples=samples,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            max_concurrent_trials=concurrency,
+            reuse_actors=True,
+        ),
         run_config=tune.RunConfig(
-            name=phase, storage_path=str(folder), storage_filesystem=storage, verbose=1,
+            name=phase,
+            storage_path=str(folder),
+            storage_filesystem=storage,
+            verbose=1,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TrialSummary(metric, phase, planned, study.shown_keys()), status]),
+            callbacks=[TrialSummary(metric, phase, planned, study.shown_keys()), status],
+        ),
     )
     return tuner.fit()
 
@@ -196,11 +259,18 @@ def phase_trials(state: StudyState, phase: str) -> list[dict[str, Any]]:
     """The fixed trial list of a phase without a searcher; an adaptive round's as its look recorded it."""
     if phase.startswith(adaptive.ROUND):
         return state.looks[int(phase.removeprefix(adaptive.ROUND)) - 1].trials
-    return state.study.grid_trials() if phase == "grid" else replicate_trials(state)
+    if phase == "grid":
+        return state.study.grid_trials()
+    return state.study.selection_trials() if phase == "select" else replicate_trials(state)
 
 
 def replicate_trials(state: StudyState) -> list[dict[str, Any]]:
-    """Every setting the search found (its best, or its Pareto front) on every seed of the study."""
+    """Every setting the search found (its best, or its Pareto front) or the selection chose, on every seed."""
+    if state.study.select is not None:
+        trials, skipped = selected_trials(state.study, state.selections["select"])
+        for line in skipped:
+            print(f"tuner: not replicated: {line}", flush=True)
+        return trials
     settings = state.front if state.study.multi_objective else [state.best]
     return [{**setting, "seed": seed} for setting in settings for seed in state.study.seeds]
 
@@ -214,12 +284,15 @@ def _new_searcher(folder: Path, state: StudyState, distributions: dict) -> Store
         print(f"tuner: {line}", flush=True)
     new_phase_study(state.optuna, study.directions, distributions, seeded, str(folder))
     from optuna.samplers import TPESampler
+
     single = not study.multi_objective
-    return StoredOptunaSearch(state.optuna, task.METRICS,
-                              metric=study.primary.metric if single else list(study.metrics),
-                              mode=study.primary.mode if single else list(study.modes),
-                              sampler=TPESampler(seed=study.search.sampler_seed,
-                                                 n_startup_trials=study.search.startup_trials))
+    return StoredOptunaSearch(
+        state.optuna,
+        task.METRICS,
+        metric=study.primary.metric if single else list(study.metrics),
+        mode=study.primary.mode if single else list(study.modes),
+        sampler=TPESampler(seed=study.search.sampler_seed, n_startup_trials=study.search.startup_trials),
+    )
 
 
 def checkpoint_period(phase: str) -> str:
@@ -243,9 +316,11 @@ def check_tune_state(path: Path) -> None:
     try:
         json.loads(newest.read_text())
     except (OSError, ValueError) as error:
-        raise StudyStateError(f"Tune's saved state {newest} cannot be read ({error}); tuner resume will not start "
-                              f"phase {path.name!r} anew over its logged trials: remove the phase folder "
-                              f"{path} to rerun that phase from scratch") from None
+        raise StudyStateError(
+            f"Tune's saved state {newest} cannot be read ({error}); tuner resume will not start "
+            f"phase {path.name!r} anew over its logged trials: remove the phase folder "
+            f"{path} to rerun that phase from scratch"
+        ) from None
 
 
 def best_config(results, study: Study) -> dict[str, Any]:
@@ -263,11 +338,16 @@ def front_configs(state: StudyState) -> list[dict[str, Any]]:
     import optuna
 
     study = state.study
-    done = [t for t in load(state.optuna).get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-            if "warm_start" not in t.user_attrs]
+    done = [
+        t
+        for t in load(state.optuna).get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+        if "warm_start" not in t.user_attrs
+    ]
     if not done:
-        raise TunerError(f"search of study {study.name!r} produced no finished trial with metrics "
-                         f"{list(study.metrics)} (Optuna storage {redact(state.optuna.url)})")
+        raise TunerError(
+            f"search of study {study.name!r} produced no finished trial with metrics "
+            f"{list(study.metrics)} (Optuna storage {redact(state.optuna.url)})"
+        )
     front = [t for t, keep in zip(done, pareto_mask([t.values for t in done], study.modes)) if keep]
     settings = {}
     for trial in front:

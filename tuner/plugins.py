@@ -9,6 +9,7 @@
   here and the user's modules. The driver records its own on the parent run; every trial records the one of
   its worker (``env.code_hash``), so a node with another checkout shows up in the report's warning.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,8 +31,10 @@ OWN_PACKAGES = ("losses", "registry", "tasks", "tuner")  # this project's: insta
 
 def plugins(study: Study) -> dict[str, dict[str, str]]:
     """The study's names that resolve to user code, with their import paths."""
-    found = {"tasks": {study.task: TASKS.target(study.task)},
-             "losses": {name: LOSSES.target(name) for name in study.loss_names()}}
+    found = {
+        "tasks": {study.task: TASKS.target(study.task)},
+        "losses": {name: LOSSES.target(name) for name in study.loss_names()},
+    }
     return {kind: {name: target for name, target in names.items() if target} for kind, names in found.items()}
 
 
@@ -80,8 +83,11 @@ def code_source(registry: Registry, name: str) -> dict[str, str]:
     module = sys.modules.get(target.split(":")[0]) if target else None
     module = module or inspect.getmodule(obj) or inspect.getmodule(type(obj))
     origin = "builtin" if target is None else ("import path" if is_import_path(name) else "entry point")
-    qualified = getattr(obj, "__qualname__", None) or getattr(getattr(obj, "func", None), "__qualname__", None) \
+    qualified = (
+        getattr(obj, "__qualname__", None)
+        or getattr(getattr(obj, "func", None), "__qualname__", None)
         or type(obj).__qualname__
+    )
     own = obj.__name__ if inspect.ismodule(obj) else f"{getattr(module, '__name__', '?')}:{qualified}"
     info = {"origin": origin, "target": target or own, "file": str(getattr(module, "__file__", "") or "")}
     top = (target or getattr(module, "__name__", "")).split(":")[0].split(".")[0]

@@ -4,6 +4,7 @@ An execution's state (``tuner/state.py``) lives in ``STORAGE/STUDY/study.json``;
 (``tuner/phases.py``) each keep a Ray Tune experiment in ``STORAGE/STUDY/PHASE``, so ``tuner resume`` continues
 after the driver was killed.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -24,8 +25,13 @@ from .tracking import prepare_experiment, probe_tracking, set_tags, sqlite_uri, 
 from .warm_start import warm_start_sources
 
 
-def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, address: str | None = None,
-              optuna_storage: str | None = None) -> int:
+def run_study(
+    study: Study,
+    storage: str | Path,
+    mlflow_uri: str | None = None,
+    address: str | None = None,
+    optuna_storage: str | None = None,
+) -> int:
     """Start a new study execution; returns the number of failed trials.
 
     Everything that can be checked is checked before the first file is written (the study folder exists only
@@ -36,8 +42,10 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
     """
     folder = study_dir(storage, study.name)
     if (folder / STATE_FILE).exists():
-        raise StudyStateError(f"study {study.name!r} already exists in {folder}: continue it with "
-                              f"`tuner resume {study.name} --storage {folder.parent}`, or choose another --storage")
+        raise StudyStateError(
+            f"study {study.name!r} already exists in {folder}: continue it with "
+            f"`tuner resume {study.name} --storage {folder.parent}`, or choose another --storage"
+        )
     if optuna_storage and study.search is None:
         raise StudyError(f"--optuna-storage: study {study.name!r} has no search phase to keep there")
     check_paper_data(study)  # data: paper and a task that would train on a substitute
@@ -60,13 +68,26 @@ def run_study(study: Study, storage: str | Path, mlflow_uri: str | None = None, 
         with tracking_at(uri, f"creating the experiment of study {study.name!r}"):
             experiment_id = prepare_experiment(uri, study.name, folder / "artifacts")
             git = git_state(Path(__file__).resolve().parent)
-            parent = start_parent_run(uri, experiment_id, f"{study.name} study", study_params(study),
-                                      {"study": study.name, **git, "storage": str(folder), "env.code_hash": shipped,
-                                       **code_tags(study)}, artifact=study.source)
-        optuna = OptunaRef(url=optuna_storage or f"sqlite:///{folder / DB_FILE}", study=study.name) \
-            if study.search else None
-        state = StudyState(study=study, mlflow_uri=uri, experiment_id=experiment_id, parent_run_id=parent,
-                           code_hash=shipped, optuna=optuna, **git)
+            parent = start_parent_run(
+                uri,
+                experiment_id,
+                f"{study.name} study",
+                study_params(study),
+                {"study": study.name, **git, "storage": str(folder), "env.code_hash": shipped, **code_tags(study)},
+                artifact=study.source,
+            )
+        optuna = (
+            OptunaRef(url=optuna_storage or f"sqlite:///{folder / DB_FILE}", study=study.name) if study.search else None
+        )
+        state = StudyState(
+            study=study,
+            mlflow_uri=uri,
+            experiment_id=experiment_id,
+            parent_run_id=parent,
+            code_hash=shipped,
+            optuna=optuna,
+            **git,
+        )
         save_state(folder, state)
     except BaseException:
         if created:  # nothing half-written: the folder goes with the failed setup
@@ -101,14 +122,31 @@ def resume_study(folder: Path, address: str | None = None) -> int:
 def trial_context(state: StudyState) -> TrialContext:
     """What every trial of this execution is told (its phase is set per phase)."""
     study = state.study
-    return TrialContext(study=study.name, task=study.task, phase="grid", execution_id=state.execution_id,
-                        mlflow_uri=state.mlflow_uri, experiment_id=state.experiment_id, git_commit=state.git_commit,
-                        git_dirty=state.git_dirty, code_hash=state.code_hash, objectives=study.metrics,
-                        plugins=plugins(study), shown=tuple(study.shown_keys()))
+    return TrialContext(
+        study=study.name,
+        task=study.task,
+        phase="grid",
+        execution_id=state.execution_id,
+        mlflow_uri=state.mlflow_uri,
+        experiment_id=state.experiment_id,
+        git_commit=state.git_commit,
+        git_dirty=state.git_dirty,
+        code_hash=state.code_hash,
+        objectives=study.metrics,
+        plugins=plugins(study),
+        shown=tuple(study.shown_keys()),
+    )
 
 
 def study_params(study: Study) -> dict[str, Any]:
     """The parent run's params: what the execution is."""
-    return {"task": study.task, "metric": ",".join(study.metrics), "mode": ",".join(study.modes),
-            "seeds": list(study.seeds), "phases": phases(study), "study_file": study.source,
-            "grid_trials": len(study.grid_trials()), "search_trials": study.search.trials if study.search else 0}
+    return {
+        "task": study.task,
+        "metric": ",".join(study.metrics),
+        "mode": ",".join(study.modes),
+        "seeds": list(study.seeds),
+        "phases": phases(study),
+        "study_file": study.source,
+        "grid_trials": len(study.grid_trials()),
+        "search_trials": study.search.trials if study.search else 0,
+    }

@@ -1,5 +1,6 @@
 """A study's search space in the two forms the tuner needs: Ray Tune domains (what the search phase samples,
 through Optuna) and Optuna distributions (the report's rebuilt study, warm starts). One ``SearchParam`` each."""
+
 from __future__ import annotations
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution

@@ -8,6 +8,7 @@ sweep and report of the execution filters by it, so two executions of one study 
 This module is the only one that reads or writes ``study.json``; it imports no Ray, so the report and the export
 load a study without starting anything.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ Verdict = Literal["better", "worse", "equivalent", "undecided"]
 
 class OptunaRef(BaseModel):
     """Where a searched phase keeps its Optuna study: an RDB URL (never with a password) and the study name."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str
     study: str
@@ -70,16 +72,17 @@ class Look(BaseModel):
 
 class StudyState(BaseModel):
     """What ``tuner resume``, ``report`` and ``export`` need of an execution, and where its phases stand."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     version: int = STATE_VERSION
     study: Study
-    mlflow_uri: str                      # without credentials (tuner/credentials.py)
+    mlflow_uri: str  # without credentials (tuner/credentials.py)
     experiment_id: str
-    parent_run_id: str                   # the execution's id
+    parent_run_id: str  # the execution's id
     git_commit: str = "unknown"
     git_dirty: str = "unknown"
-    code_hash: str = ""                  # of the code the driver ships and runs (tuner/plugins.py)
+    code_hash: str = ""  # of the code the driver ships and runs (tuner/plugins.py)
     phases: dict[str, PhaseStatus] = Field(default_factory=dict)
     failed: dict[str, int] = Field(default_factory=dict)
     best: Optional[dict[str, Any]] = None
@@ -98,6 +101,7 @@ class StudyState(BaseModel):
 
 class TrialContext(BaseModel):
     """What a trial needs to know of its execution, handed to every trial by the driver (Tune pickles it)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     study: str
@@ -120,9 +124,11 @@ def study_dir(storage: str | Path, name: str) -> Path:
     if not NAME.fullmatch(str(name)):
         raise StudyStateError(f"{name!r} is not a study name (letters, digits, '_', '.', '-'; not starting with '.')")
     if "://" in str(storage):
-        raise StudyStateError(f"--storage {storage}: the tuner keeps studies in a folder every node can see (a local "
-                              f"disk, or NFS and the like mounted on every node); object-store URIs are not "
-                              f"supported: mount the bucket (e.g. s3fs, gcsfuse) and pass its folder")
+        raise StudyStateError(
+            f"--storage {storage}: the tuner keeps studies in a folder every node can see (a local "
+            f"disk, or NFS and the like mounted on every node); object-store URIs are not "
+            f"supported: mount the bucket (e.g. s3fs, gcsfuse) and pass its folder"
+        )
     return Path(storage).expanduser().resolve() / name
 
 
@@ -136,8 +142,9 @@ def load_state(folder: Path) -> StudyState:
         return StudyState(**_upgraded(raw))
     except (OSError, ValueError, TypeError, ValidationError) as error:
         first = str(error).strip().splitlines()[0]
-        raise StudyStateError(f"the study state {path} cannot be read ({first}); it was written by another version "
-                              f"or edited by hand") from None
+        raise StudyStateError(
+            f"the study state {path} cannot be read ({first}); it was written by another version or edited by hand"
+        ) from None
 
 
 def save_state(folder: Path, state: StudyState) -> None:

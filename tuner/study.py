@@ -5,6 +5,7 @@ listed values, as one block or a union of blocks), ``seeds`` as replicates, and 
 Optuna ``search`` (run on one seed, then its best setting replicated over ``seeds``: the
 paper's protocol).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -30,6 +31,7 @@ class _Frozen(BaseModel):
 
 class SearchParam(_Frozen):
     """One searched parameter: exactly one of ``log``, ``uniform``, ``integer`` ([low, high]) or ``choice``."""
+
     log: Optional[tuple[float, float]] = None
     uniform: Optional[tuple[float, float]] = None
     integer: Optional[tuple[int, int]] = None
@@ -39,8 +41,9 @@ class SearchParam(_Frozen):
     def _one_kind(self):
         kinds = [k for k in KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("give exactly one of log: [low, high], uniform: [low, high], integer: [low, high], "
-                             "choice: [...]")
+            raise ValueError(
+                "give exactly one of log: [low, high], uniform: [low, high], integer: [low, high], choice: [...]"
+            )
         if self.log is not None and not 0 < self.log[0] < self.log[1]:
             raise ValueError(f"log range needs 0 < low < high, got {list(self.log)}")
         for kind in ("uniform", "integer"):
@@ -62,6 +65,7 @@ class SearchParam(_Frozen):
 
 class Asha(_Frozen):
     """Early stopping of searched trials (ASHA, on the task's ``step``)."""
+
     grace_period: int = Field(gt=0)
     reduction_factor: float = Field(default=2.0, gt=1)
 
@@ -72,6 +76,7 @@ class Search(_Frozen):
     ``warm_start`` names earlier studies (same ``--storage``, same task) whose finished searched trials seed the
     sampler; ``startup_trials`` is how many finished trials (seeded ones included) TPE waits for before it models
     the space instead of sampling at random (Optuna's ``n_startup_trials``)."""
+
     trials: int = Field(gt=0)
     space: dict[str, SearchParam]
     fixed: dict[str, Scalar] = Field(default_factory=dict)
@@ -103,6 +108,30 @@ class Search(_Frozen):
         return space
 
 
+class Select(_Frozen):
+    """The paper's selection protocol (appendix C): the grid on one seed, then, per setting of the other keys, the
+    best value of the ``over`` keys (by the study's first objective), then every setting with its selected values
+    on every seed of the study. ``by`` restricts the selection to the grid trials with those values (the paper
+    chose τ, β, σ and Table 2's learning rate on the baseline: ``by: {variant: baseline}``); the selected values
+    then apply to every grid setting that agrees on the other keys."""
+
+    over: tuple[str, ...]
+    seed: int = 0
+    by: dict[str, Scalar] = Field(default_factory=dict)
+
+    @field_validator("over", mode="before")
+    @classmethod
+    def _one_or_many(cls, over):
+        return [over] if isinstance(over, str) else over
+
+    @field_validator("over")
+    @classmethod
+    def _some(cls, over):
+        if not over or "seed" in over:
+            raise ValueError("over names the grid keys to select (e.g. [lam]); not empty, and not seed")
+        return over
+
+
 class Replicate(_Frozen):
     """Adaptive replication (``replicate: {add: 2, max_seeds: 10}``): the study's ``seeds`` run first (the grid, or a
     selection's replication); then each look compares every Newton variant with the baseline of its setting on
@@ -122,10 +151,13 @@ class Resources(_Frozen):
 
 
 class Scale(_Frozen):
-    """A named override (``tuner run STUDY --scale smoke``): params merged in; seeds, search budget, per-trial
-    resources and concurrency replaced (a GPU cluster's ``{cpu: 4, gpu: 0.5}`` never fits a laptop). A scale runs
-    on whatever data is at hand (the bundled substitutes included) unless it says ``data: paper`` itself."""
+    """A named override (``tuner run STUDY --scale smoke``): params merged in; grid, seeds, search budget, per-trial
+    resources and concurrency replaced (a GPU cluster's ``{cpu: 4, gpu: 0.5}`` never fits a laptop; a selection
+    grid of 136 settings need not either). A scale runs on whatever data is at hand (the bundled substitutes
+    included) unless it says ``data: paper`` itself."""
+
     params: dict[str, Scalar] = Field(default_factory=dict)
+    grid: Optional[Union[dict[str, Any], list[Any]]] = None
     data: DataNeed | None = None
     seeds: Optional[tuple[int, ...]] = None
     search_trials: Optional[int] = Field(default=None, gt=0)
@@ -138,12 +170,13 @@ class ReportOptions(_Frozen):
     largest difference in the metric's own units that counts as none (``{test_exact: 0.01}``: one point of a
     [0, 1] accuracy); two settings are **equivalent** when a test shows their difference inside ±margin
     (``tuner/report/decisions.py``). The metrics must be the task's ``REPORT_METRICS`` (``study_file.py``)."""
+
     margin: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("margin", mode="before")
     @classmethod
     def _positive_numbers(cls, margin):
-        for metric, value in (margin.items() if isinstance(margin, dict) else ()):
+        for metric, value in margin.items() if isinstance(margin, dict) else ():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"{metric}: a margin is a positive number (in the metric's units), got {value!r}")
         return margin
@@ -152,6 +185,7 @@ class ReportOptions(_Frozen):
 class Study(_Frozen):
     """``data: paper``: every trial must train on the paper's own data sets (``tuner run``/``resume`` refuse to
     start while the task says a config would use a substitute, ``tuner/paper_data.py``); ``any``: substitutes do."""
+
     name: str
     task: str
     description: str = ""
@@ -161,6 +195,7 @@ class Study(_Frozen):
     grid: tuple[dict[str, tuple[Scalar, ...]], ...] = ()
     seeds: tuple[int, ...] = (0,)
     search: Optional[Search] = None
+    select: Optional[Select] = None
     replicate: Optional[Replicate] = None
     resources: Resources = Resources()
     max_concurrent: int = Field(default=1, gt=0)
@@ -185,8 +220,9 @@ class Study(_Frozen):
         blocks = [grid] if isinstance(grid, dict) else grid
         if not isinstance(blocks, list):
             return blocks
-        return [{k: v if isinstance(v, list) else [v] for k, v in b.items()} if isinstance(b, dict) else b
-                for b in blocks]
+        return [
+            {k: v if isinstance(v, list) else [v] for k, v in b.items()} if isinstance(b, dict) else b for b in blocks
+        ]
 
     @field_validator("grid")
     @classmethod
@@ -205,6 +241,22 @@ class Study(_Frozen):
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be a non-empty list of distinct integers")
         return seeds
+
+    @model_validator(mode="after")
+    def _selection(self):
+        """``select`` needs the grid it selects from, keys that grid varies, and no search beside it."""
+        if self.select is None:
+            return self
+        if not self.grid or self.search is not None:
+            raise ValueError("select: needs a grid to select from, and cannot be combined with a search")
+        axes = {key for block in self.grid for key in block}
+        unknown = [key for key in self.select.over if key not in axes]
+        if unknown:
+            raise ValueError(f"select.over: {unknown} are not keys of the grid (its keys: {sorted(axes)})")
+        stray = [key for key in self.select.by if key not in axes and key not in self.params]
+        if stray:
+            raise ValueError(f"select.by: {stray} are neither grid keys nor params")
+        return self
 
     @model_validator(mode="after")
     def _adaptive(self):
@@ -234,16 +286,20 @@ class Study(_Frozen):
         """``metric: [a, b]`` needs ``mode: [max, min]``, one mode per metric, and no metric twice; early stopping
         compares trials on one metric at a rung, so it is refused with several objectives."""
         if isinstance(self.metric, tuple) != isinstance(self.mode, tuple):
-            raise ValueError("metric and mode: give both as lists (one mode per metric, e.g. metric: "
-                             "[valid_elementwise, time_total], mode: [max, min]) or both as single values")
+            raise ValueError(
+                "metric and mode: give both as lists (one mode per metric, e.g. metric: "
+                "[valid_elementwise, time_total], mode: [max, min]) or both as single values"
+            )
         if isinstance(self.metric, tuple):
             if not self.metric or len(self.metric) != len(self.mode):
                 raise ValueError(f"metric and mode: {len(self.metric)} metric(s) but {len(self.mode)} mode(s)")
             if len(set(self.metric)) != len(self.metric):
                 raise ValueError(f"metric: {list(self.metric)} names a metric twice")
             if self.search is not None and self.search.asha is not None and len(self.metric) > 1:
-                raise ValueError("search.asha: early stopping cannot serve several objectives (a trial stopped "
-                                 "early also looks cheap in time); remove asha or give one metric")
+                raise ValueError(
+                    "search.asha: early stopping cannot serve several objectives (a trial stopped "
+                    "early also looks cheap in time); remove asha or give one metric"
+                )
         return self
 
     @property
@@ -289,6 +345,15 @@ class Study(_Frozen):
                         seen.add(key)
                         trials.append(trial)
         return trials
+
+    def selection_trials(self) -> list[dict[str, Any]]:
+        """The selection phase's trials: the grid's trials on the selection seed that match ``select.by``."""
+        chosen = self.select
+        return [
+            {**trial, "seed": chosen.seed}
+            for trial in self.grid_trials()
+            if trial["seed"] == self.seeds[0] and all(trial.get(k) == v for k, v in chosen.by.items())
+        ]
 
     def shown_keys(self) -> list[str]:
         """The keys that tell this study's trials apart (grid axes, searched and fixed search parameters), then

@@ -5,6 +5,7 @@ Study files are read with YAML 1.2's core-schema rules for plain scalars (``yaml
 (YAML 1.1) reads the first two as strings. Every trial config the study can produce is checked against the task
 (``task.check``), so a bad loss parameter or a lambda <= 0 fails here, not in a trial.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,7 +38,9 @@ def load_study(path: str | Path, scale: str | None = None) -> Study:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise StudyError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
     if not isinstance(raw, dict):
-        raise StudyError(f"{path}: a study file is a mapping of keys (name, task, metric, ...), got {type(raw).__name__}")
+        raise StudyError(
+            f"{path}: a study file is a mapping of keys (name, task, metric, ...), got {type(raw).__name__}"
+        )
     try:
         study = Study(**raw, source=str(path.resolve()))
         if scale is not None:
@@ -58,10 +61,13 @@ def _scaled(study: Study, scale: str, path: Path) -> Study:
         raise StudyError(f"{path}: scales: no scale {scale!r} (this study has: {', '.join(study.scales) or 'none'})")
     override = study.scales[scale]
     raw = study.model_dump()
-    raw.update(name=f"{study.name}-{scale}", params={**study.params, **override.params}, scales={},
-               data=override.data or "any")  # a scale runs on the substitutes unless it says otherwise
+    raw.update(
+        name=f"{study.name}-{scale}", params={**study.params, **override.params}, scales={}, data=override.data or "any"
+    )  # a scale runs on the substitutes unless it says otherwise
     if override.seeds is not None:
         raw["seeds"] = override.seeds
+    if override.grid is not None:
+        raw["grid"] = override.grid
     if override.search_trials is not None and study.search is not None:
         raw["search"]["trials"] = override.search_trials
     if override.resources is not None:
@@ -76,8 +82,10 @@ def load_task(name: str, study: str):
     try:
         return TASKS.get(name)
     except (KeyError, ImportError, TypeError) as error:
-        raise StudyError(f"study {study!r}: task: {error.args[0]} (is the package that provides it installed here, "
-                         f"or on PYTHONPATH?)") from None
+        raise StudyError(
+            f"study {study!r}: task: {error.args[0]} (is the package that provides it installed here, "
+            f"or on PYTHONPATH?)"
+        ) from None
 
 
 def check_study(study: Study, path: str | Path) -> None:
@@ -87,12 +95,18 @@ def check_study(study: Study, path: str | Path) -> None:
     except (KeyError, ImportError, TypeError) as error:  # unknown name, user code that fails to import, contract
         raise StudyError(f"{path}: task: {error.args[0]}") from None
     if study.data == "paper" and not callable(getattr(task, "missing_paper_data", None)):
-        raise StudyError(f"{path}: data: task {study.task!r} cannot say whether a config trains on the paper's data "
-                         f"(it has no missing_paper_data, see tasks/contract.py), so it cannot run with data: paper")
+        raise StudyError(
+            f"{path}: data: task {study.task!r} cannot say whether a config trains on the paper's data "
+            f"(it has no missing_paper_data, see tasks/contract.py), so it cannot run with data: paper"
+        )
     if study.grid and not study.grid_trials():
         raise StudyError(f"{path}: grid: the grid is empty (a block has a key with no values)")
-    for i, trial in enumerate(study.grid_trials()):
-        _check(task, trial, path, f"grid (trial {i + 1}: {_short(trial, study.params)})")
+    checked = set()
+    for i, trial in enumerate(study.grid_trials()):  # seeds do not change what a config is: each config once
+        setting = repr(sorted((k, repr(v)) for k, v in trial.items() if k != "seed"))
+        if setting not in checked:
+            checked.add(setting)
+            _check(task, trial, path, f"grid (trial {i + 1}: {_short(trial, study.params)})")
     if study.replicate is not None:
         from .adaptive import comparisons  # imports the report, which imports this module
 
@@ -109,12 +123,37 @@ def check_study(study: Study, path: str | Path) -> None:
                 _check(task, {**first, name: value}, path, f"search.space.{name} (value {value!r})")
     for metric in study.metrics:
         if metric not in task.METRICS:
-            raise StudyError(f"{path}: metric: task {study.task!r} reports no metric {metric!r} "
-                             f"(it reports: {', '.join(task.METRICS)})")
+            raise StudyError(
+                f"{path}: metric: task {study.task!r} reports no metric {metric!r} "
+                f"(it reports: {', '.join(task.METRICS)})"
+            )
     for metric in study.report.margin:
         if metric not in task.REPORT_METRICS:
-            raise StudyError(f"{path}: report.margin.{metric}: task {study.task!r} tables no metric {metric!r} "
-                             f"(margins are for its report metrics: {', '.join(task.REPORT_METRICS)})")
+            raise StudyError(
+                f"{path}: report.margin.{metric}: task {study.task!r} tables no metric {metric!r} "
+                f"(margins are for its report metrics: {', '.join(task.REPORT_METRICS)})"
+            )
+    _check_shippable(study, path)
+
+
+def _check_shippable(study: Study, path) -> None:
+    """What ``tuner run`` does with the study's code before its first trial (provenance tags, the folders shipped
+    to workers, the code hash), done here too: a task given as an instance, a loss given as a ``functools.partial``
+    or a module that cannot be shipped fails at validation, in one line, not after Ray started."""
+    from .plugins import code_hash, code_tags, plugins, user_code_dirs
+
+    try:
+        code_tags(study)
+        dirs = user_code_dirs(study)
+        code_hash(tuple(t for names in plugins(study).values() for t in names.values()))
+    except (AttributeError, KeyError, OSError, TypeError, ValueError) as error:
+        raise StudyError(
+            f"{path}: the study's task or loss code cannot be described or shipped to Ray workers "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    missing = [d for d in dirs if not Path(d).exists()]
+    if missing:
+        raise StudyError(f"{path}: the study's user code is not on this disk, so it cannot be shipped: {missing}")
 
 
 def _check(task, config, path, where):

@@ -8,6 +8,7 @@ name, one tracking server) never see each other's runs. A trial finds its own ru
 (the tag ``last_logged_step``, written in the same batch as the step's metrics) keeps a step from being logged
 twice.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,11 @@ BATCH = 100
 # MLflow's HTTP client retries a dead server for minutes by default (7 retries, backoff factor 2: a typo in
 # the port sat 4 min 16 s). A few seconds tell a dead server from a blip; driver and trials use these unless
 # the environment sets its own.
-RETRY_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+RETRY_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
 def tracking_env() -> dict[str, str]:
@@ -56,9 +60,11 @@ def probe_tracking(uri: str) -> None:
         return
     except (OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
-        raise TrackingError(f"no MLflow tracking server answers at {redact(uri)} ({reason}); start one with `mlflow "
-                            f"server --host HOST --port PORT` or check --mlflow-uri (HTTPS with your own "
-                            f"certificate: MLFLOW_TRACKING_SERVER_CERT_PATH)") from None
+        raise TrackingError(
+            f"no MLflow tracking server answers at {redact(uri)} ({reason}); start one with `mlflow "
+            f"server --host HOST --port PORT` or check --mlflow-uri (HTTPS with your own "
+            f"certificate: MLFLOW_TRACKING_SERVER_CERT_PATH)"
+        ) from None
 
 
 def _tls_context() -> ssl.SSLContext | None:
@@ -94,7 +100,9 @@ def prepare_experiment(uri: str, name: str, artifact_dir: Path | None) -> str:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        location = Path(artifact_dir).resolve().as_uri() if artifact_dir is not None and uri.startswith("sqlite") else None
+        location = (
+            Path(artifact_dir).resolve().as_uri() if artifact_dir is not None and uri.startswith("sqlite") else None
+        )
         experiment_id = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
     else:
         experiment_id = experiment.experiment_id
@@ -103,8 +111,14 @@ def prepare_experiment(uri: str, name: str, artifact_dir: Path | None) -> str:
     return experiment_id
 
 
-def start_parent_run(uri: str, experiment_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
-                     artifact: str | None = None) -> str:
+def start_parent_run(
+    uri: str,
+    experiment_id: str,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    artifact: str | None = None,
+) -> str:
     """The study execution's parent run, with the study file attached."""
     client = MlflowClient(uri)
     run = client.create_run(experiment_id, run_name=run_name, tags={**tags, "role": "study"})
@@ -116,16 +130,20 @@ def start_parent_run(uri: str, experiment_id: str, run_name: str, params: dict[s
 
 def find_trial_run(client: MlflowClient, experiment_id: str, execution_id: str, phase: str, trial_id: str):
     """The run of one trial of one execution, or None."""
-    runs = client.search_runs([experiment_id], filter_string=f"{_of_execution(execution_id)} and tags.phase = '{phase}' "
-                                                            f"and tags.trial_id = '{trial_id}'", max_results=2)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"{_of_execution(execution_id)} and tags.phase = '{phase}' and tags.trial_id = '{trial_id}'",
+        max_results=2,
+    )
     return runs[0] if runs else None
 
 
 class TrialRun:
     """A trial's child run: params once, metrics per evaluation (de-duplicated by step), final status."""
 
-    def __init__(self, context: TrialContext, trial_id: str, trial_name: str, params: dict[str, Any],
-                 tags: dict[str, str]):
+    def __init__(
+        self, context: TrialContext, trial_id: str, trial_name: str, params: dict[str, Any], tags: dict[str, str]
+    ):
         self.uri = context.mlflow_uri
         self.client = MlflowClient(self.uri)
         with tracking_at(self.uri, f"opening the run of trial {trial_id}"):
@@ -134,10 +152,20 @@ class TrialRun:
     def _open(self, context: TrialContext, trial_id: str, trial_name: str, params, tags) -> None:
         existing = find_trial_run(self.client, context.experiment_id, context.execution_id, context.phase, trial_id)
         if existing is None:
-            run = self.client.create_run(context.experiment_id, run_name=trial_name, tags={
-                PARENT_TAG: context.execution_id, "study": context.study, "phase": context.phase,
-                "trial_id": trial_id, "git_commit": context.git_commit, "git_dirty": context.git_dirty,
-                "role": "trial", **tags})
+            run = self.client.create_run(
+                context.experiment_id,
+                run_name=trial_name,
+                tags={
+                    PARENT_TAG: context.execution_id,
+                    "study": context.study,
+                    "phase": context.phase,
+                    "trial_id": trial_id,
+                    "git_commit": context.git_commit,
+                    "git_dirty": context.git_dirty,
+                    "role": "trial",
+                    **tags,
+                },
+            )
             self.run_id = run.info.run_id
             _log_params(self.client, self.run_id, params)
             self.last_step = -1
@@ -161,9 +189,12 @@ class TrialRun:
         if step <= self.last_step:
             return  # already logged before a retry/resume; training is deterministic from the checkpoint
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)]
-        chunks = [batch[i:i + BATCH] for i in range(0, len(batch), BATCH)] or [[]]
+        batch = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)
+        ]
+        chunks = [batch[i : i + BATCH] for i in range(0, len(batch), BATCH)] or [[]]
         with tracking_at(self.uri, f"logging step {step}"):
             for i, chunk in enumerate(chunks):
                 ledger = [RunTag(LEDGER_TAG, str(step))] if i == len(chunks) - 1 else []
@@ -213,8 +244,11 @@ def close_orphans(uri: str, experiment_id: str, execution_id: str, phase: str) -
     KILLED. They come from a trial Tune started but had not saved in its experiment state when the driver was
     killed; the restored search suggests a new trial in its place. Other executions' runs are never touched."""
     client = MlflowClient(uri)
-    runs = client.search_runs([experiment_id], filter_string=f"{_of_execution(execution_id)} and tags.phase = '{phase}' "
-                                                            f"and attributes.status = 'RUNNING'", max_results=1000)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"{_of_execution(execution_id)} and tags.phase = '{phase}' and attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
     for run in runs:
         client.set_tag(run.info.run_id, "orphaned", "trial lost with the killed driver before Tune saved it")
         client.set_terminated(run.info.run_id, "KILLED")
@@ -250,7 +284,7 @@ def _of_execution(execution_id: str) -> str:
 def _log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
     items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
     for i in range(0, len(items), BATCH):
-        client.log_batch(run_id, params=items[i:i + BATCH])
+        client.log_batch(run_id, params=items[i : i + BATCH])
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:

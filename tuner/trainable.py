@@ -1,4 +1,5 @@
 """The Ray Tune function trainable: a task's ``train`` with checkpoints and its MLflow run."""
+
 from __future__ import annotations
 
 import contextlib
@@ -37,24 +38,34 @@ def trial_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one trial: reopen its MLflow run, resume from Tune's checkpoint if any, report each evaluation."""
-    config = trial_config(config)
+    given = trial_config(config)
     for registry, kind in ((TASKS, "tasks"), (LOSSES, "losses")):  # user code, by the driver's import paths
         for name, target in context.plugins.get(kind, {}).items():
             registry.alias(name, target)
     task = TASKS.get(context.task)
+    gpu_ids = [str(i) for i in ray.get_gpu_ids()]
+    config = placed(given, task, gpu_ids)
     resolved = task.describe(config)
     targets = tuple(target for names in context.plugins.values() for target in names.values())
-    tags = {"device": _device_tag(resolved.get("device")),
-            "ray_node": ray.get_runtime_context().get_node_id(),
-            # the config exactly as the grid or the search gave it (params hold it resolved: a searched
-            # `tau: null` is logged as the loss's default), so reports map values back to choices exactly
-            "trial_config": json.dumps(config, sort_keys=True, default=str),
-            "code.task": describe_code(code_source(TASKS, context.task)),
-            "code.loss": describe_code(code_source(LOSSES, resolved["loss"])),
-            "env.code_hash": code_hash(targets),  # what this worker runs; the driver's is on the parent run
-            **environment_tags(pick_device(resolved["device"]) if resolved.get("device") else None)}
-    run = TrialRun(context, tune.get_context().get_trial_id(),
-                   trial_run_name({"loss": resolved.get("loss"), **config}, context), resolved, tags)
+    tags = {
+        "device": _device_tag(resolved.get("device")),
+        "ray_gpu_ids": ",".join(gpu_ids),  # the GPUs Ray gave this trial (empty: none); the report counts sharers
+        "ray_node": ray.get_runtime_context().get_node_id(),
+        # the config exactly as the grid or the search gave it (params hold it resolved: a searched
+        # `tau: null` is logged as the loss's default), so reports map values back to choices exactly
+        "trial_config": json.dumps(given, sort_keys=True, default=str),
+        "code.task": describe_code(code_source(TASKS, context.task)),
+        "code.loss": describe_code(code_source(LOSSES, resolved["loss"])),
+        "env.code_hash": code_hash(targets),  # what this worker runs; the driver's is on the parent run
+        **environment_tags(pick_device(resolved["device"]) if resolved.get("device") else None),
+    }
+    run = TrialRun(
+        context,
+        tune.get_context().get_trial_id(),
+        trial_run_name({"loss": resolved.get("loss"), **config}, context),
+        resolved,
+        tags,
+    )
     contract = FirstReportCheck(context, task)
 
     def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
@@ -83,6 +94,17 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     run.finish("FINISHED")
 
 
+def placed(config: dict[str, Any], task: Any, gpu_ids: list[str]) -> dict[str, Any]:
+    """The config a trial trains with on the devices Ray gave it. Ray leaves ``CUDA_VISIBLE_DEVICES`` alone for a
+    trial given no GPU, so such a trial with ``device: auto`` would use the node's first GPU, unaccounted: it runs
+    on the CPU instead. A trial given a GPU (or a fraction) sees only that one (Ray sets ``CUDA_VISIBLE_DEVICES``),
+    so ``auto`` picks it. An explicit device is the user's choice and stays."""
+    device = config.get("device", getattr(task, "DEFAULTS", {}).get("device"))
+    if device == "auto" and not gpu_ids:
+        return {**config, "device": "cpu"}
+    return config
+
+
 class FirstReportCheck:
     """The task contract's run-time half, checked on a trial's first ``report`` (the static half is checked when
     the task is resolved): ``step`` present and an int, every objective of the study and every ``REPORT_METRICS``
@@ -96,12 +118,17 @@ class FirstReportCheck:
     def check(self, metrics: dict[str, float], state: dict[str, Any]) -> None:
         if self.checked:
             return
-        problems = [] if isinstance(metrics.get("step"), int) and not isinstance(metrics.get("step"), bool) else [
-            f"metrics['step'] must be an int, got {metrics.get('step')!r}"]
+        problems = (
+            []
+            if isinstance(metrics.get("step"), int) and not isinstance(metrics.get("step"), bool)
+            else [f"metrics['step'] must be an int, got {metrics.get('step')!r}"]
+        )
         missing = [m for m in self.required if m not in metrics]
         if missing:
-            problems.append(f"it reports no {', '.join(missing)} (declared in METRICS/REPORT_METRICS or the study's "
-                            f"metric; it reported: {', '.join(sorted(metrics))})")
+            problems.append(
+                f"it reports no {', '.join(missing)} (declared in METRICS/REPORT_METRICS or the study's "
+                f"metric; it reported: {', '.join(sorted(metrics))})"
+            )
         buffer = io.BytesIO()
         try:
             torch.save(state, buffer)
@@ -109,11 +136,15 @@ class FirstReportCheck:
             torch.load(buffer, weights_only=True)
         except Exception as error:  # noqa: BLE001 - pickle and torch raise many kinds
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            problems.append(f"its report state does not load with torch.load(weights_only=True) ({first[:300]}); "
-                            f"keep tensors, numbers, strings, lists, tuples and dicts in it")
+            problems.append(
+                f"its report state does not load with torch.load(weights_only=True) ({first[:300]}); "
+                f"keep tensors, numbers, strings, lists, tuples and dicts in it"
+            )
         if problems:
-            raise TaskContractError(f"task {self.name!r} breaks the task contract (tasks/contract.py) at its first "
-                                    f"report: {'; '.join(problems)}")
+            raise TaskContractError(
+                f"task {self.name!r} breaks the task contract (tasks/contract.py) at its first "
+                f"report: {'; '.join(problems)}"
+            )
         self.checked = True
 
 
@@ -121,12 +152,14 @@ def trial_run_name(config: dict[str, Any], context: TrialContext) -> str:
     """What the trial is, as its MLflow run name: ``neuralsort fisher λ=0.1 seed 0`` (the loss, then the keys
     that tell the study's trials apart, as the grid or search set them, so a baseline shows no λ; ``[search]`` or
     ``[replicate]`` in front outside the grid)."""
+
     def shown(key):
         value = config.get(key)
         if value is None or key == "loss":
             return None
         text = f"{value:.3g}" if isinstance(value, float) else str(value)
         return {"variant": text, "lam": f"λ={text}", "seed": f"seed {text}"}.get(key, f"{key}={text}")
+
     words = [str(config["loss"])] if config.get("loss") else []
     words += [w for w in map(shown, context.shown) if w]
     return (f"[{context.phase}] " if context.phase != "grid" else "") + " ".join(words)
@@ -151,5 +184,6 @@ def _load_checkpoint() -> dict[str, Any] | None:
 def load_state_file(path: Path) -> dict[str, Any]:
     """A trial's saved state. Checkpoints live on storage that every node of a cluster can write, so they are
     loaded with ``weights_only=True``: tensors and plain Python values, never code (the tasks save their RNG
-    states in that form)."""
-    return torch.load(path, weights_only=True)
+    states in that form). Loaded onto the CPU: a trial saved on a GPU node may resume on a CPU-only one, and the
+    task's ``load_state_dict`` calls put model and optimizer state on the trial's own device."""
+    return torch.load(path, weights_only=True, map_location="cpu")  # the task moves it to the trial's device

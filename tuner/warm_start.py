@@ -1,5 +1,6 @@
 """Warm starts (``search.warm_start``): the finished searched trials of earlier studies in the same ``--storage``
 seed a new search's Optuna study, when they ran what the new study runs on every setting it does not search."""
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,9 @@ def warm_start_sources(study: Study, storage: Path) -> list[tuple[str, Study, St
     return sources
 
 
-def warm_start_trials(sources: list[tuple[str, Any, Any]], study, distributions: dict, describe) -> tuple[list, list[str]]:
+def warm_start_trials(
+    sources: list[tuple[str, Any, Any]], study, distributions: dict, describe
+) -> tuple[list, list[str]]:
     """The finished searched trials of earlier studies that may seed ``study``'s search, and one log line per
     source with what was used and why the rest was skipped.
 
@@ -73,12 +76,22 @@ def warm_start_trials(sources: list[tuple[str, Any, Any]], study, distributions:
                 skipped[reason] = skipped.get(reason, 0) + 1
                 continue
             used += 1
-            seeded.append({"params": {key: config[key] for key in distributions}, "values": values,
-                           "user_attrs": {"warm_start": name, "source_trial": trial.number,
-                                          "mlflow_run_id": trial.user_attrs.get("mlflow_run_id", "")}})
+            seeded.append(
+                {
+                    "params": {key: config[key] for key in distributions},
+                    "values": values,
+                    "user_attrs": {
+                        "warm_start": name,
+                        "source_trial": trial.number,
+                        "mlflow_run_id": trial.user_attrs.get("mlflow_run_id", ""),
+                    },
+                }
+            )
         why = "; ".join(f"{n} {reason}" for reason, n in sorted(skipped.items(), key=lambda item: (-item[1], item[0])))
-        lines.append(f"warm start from study {name!r}: {used} trial(s) seed the search, {sum(skipped.values())} "
-                     f"skipped{f' ({why})' if why else ''}, {unfinished} unfinished")
+        lines.append(
+            f"warm start from study {name!r}: {used} trial(s) seed the search, {sum(skipped.values())} "
+            f"skipped{f' ({why})' if why else ''}, {unfinished} unfinished"
+        )
     return seeded, lines
 
 

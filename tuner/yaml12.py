@@ -12,6 +12,7 @@ the spellings ML configs use most: ``1e-3`` and ``1E3`` (no dot) are strings in 
   capitalisations);
 - anything else is a string. Quoted scalars are always strings.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,10 @@ import yaml
 NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-                   r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 
 
 class Yaml12Loader(yaml.SafeLoader):
@@ -56,11 +59,12 @@ def _construct_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
 
 
 for _tag, _pattern, _first in (
-        ("tag:yaml.org,2002:null", NULL, ["~", "n", "N", ""]),
-        ("tag:yaml.org,2002:bool", BOOL, list("tTfF")),
-        ("tag:yaml.org,2002:int", INT, list("-+0123456789")),
-        ("tag:yaml.org,2002:float", FLOAT, list("-+.0123456789")),
-        ("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])):
+    ("tag:yaml.org,2002:null", NULL, ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", BOOL, list("tTfF")),
+    ("tag:yaml.org,2002:int", INT, list("-+0123456789")),
+    ("tag:yaml.org,2002:float", FLOAT, list("-+.0123456789")),
+    ("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"]),
+):
     Yaml12Loader.add_implicit_resolver(_tag, _pattern, _first)
 Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)

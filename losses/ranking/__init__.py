@@ -3,6 +3,7 @@
 NeuralSort and SoftSort (row-wise softmaxes) and the logistic and Cauchy differentiable sorting networks
 (``diffsort``), all in one orientation (``permutation.py``). Each file registers one loss.
 """
+
 from .permutation import per_set_bce, ranking_accuracy, true_permutation
 
 __all__ = ["per_set_bce", "ranking_accuracy", "true_permutation"]

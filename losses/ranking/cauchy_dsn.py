@@ -1,4 +1,5 @@
 """Monotonic Cauchy differentiable sorting network (diffsort, odd-even, distribution "cauchy")."""
+
 from ..registry import LOSSES
 from .sorting_network import SortingNetworkLoss
 

@@ -1,4 +1,5 @@
 """Logistic differentiable sorting network (diffsort, odd-even, distribution "logistic")."""
+
 from ..registry import LOSSES
 from .sorting_network import SortingNetworkLoss
 

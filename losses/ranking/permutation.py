@@ -16,6 +16,7 @@ the BCE must keep its gradient, since that is where training needs one most:
   (``torch.nn.BCELoss``): logs clamped at -100, and the gradient ``(p - q) / max(p (1 - p), 1e-12)``, which
   stays non-zero for a saturated wrong entry; it has a double backward, for the Hessian variant.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,7 +29,7 @@ def true_permutation(values: torch.Tensor) -> torch.Tensor:
     Ties are ranked stably (the earlier element gets the lower rank).
     """
     order = torch.argsort(values, dim=-1, stable=True)  # order[b, r] = element at rank r
-    ranks = torch.argsort(order, dim=-1, stable=True)   # ranks[b, i] = rank of element i
+    ranks = torch.argsort(order, dim=-1, stable=True)  # ranks[b, i] = rank of element i
     dtype = values.dtype if values.is_floating_point() else torch.float32
     # a comparison, not one_hot: it also works under torch.func transforms
     return (ranks.unsqueeze(-1) == torch.arange(values.shape[-1], device=values.device)).to(dtype)

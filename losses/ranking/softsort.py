@@ -1,10 +1,11 @@
 """SoftSort (Prillo & Eisenschlos, ICML 2020) relaxed sorting, as a per-sample ranking loss."""
+
 from __future__ import annotations
 
 import torch
 
-from .permutation import PermutationLoss
 from ..registry import LOSSES
+from .permutation import PermutationLoss
 
 
 def softsort_logits(s: torch.Tensor, tau: float) -> torch.Tensor:

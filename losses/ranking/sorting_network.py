@@ -1,4 +1,5 @@
 """Differentiable sorting networks (Petersen et al., 2021/2022) through the ``diffsort`` library."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Squared error per sample, the loss of the appendix-G network (``tasks/cvxpy_relu.py``)."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@
 ``po_fy.py`` are the stochastic losses of Table 3, which estimate their own gradient and curvature
 (``estimated.py``, ``smoothing.py``). Each loss file registers one loss.
 """
+
 from .solver import shortest_paths
 
 __all__ = ["shortest_paths"]

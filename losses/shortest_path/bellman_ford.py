@@ -26,6 +26,7 @@ predicted costs are clamped at 0 as for the other shortest-path losses (the exam
 refuses ``n_iter`` below H - 1 (cells left at ``INF``: in float32 they lose their costs and, in the example too,
 the gradients are NaN).
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,7 @@ def _neighbours(t: torch.Tensor, fill: float) -> list[torch.Tensor]:
     """The 8 neighbours' values of every cell of (B, H, W), ``fill`` beyond the border."""
     h, w = t.shape[-2:]
     padded = F.pad(t, (1, 1, 1, 1), value=fill)
-    return [padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in NEIGHBOURS]
+    return [padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in NEIGHBOURS]
 
 
 def _start_at_zero(dist: torch.Tensor) -> torch.Tensor:
@@ -83,12 +84,13 @@ def _step_back(position: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     flow = F.pad(position.unsqueeze(-1) * weights, (0, 0, 1, 1, 1, 1))
     moved = 0.0
     for k, (dy, dx) in enumerate(NEIGHBOURS):  # the mass reaching (y, x) left (y - dy, x - dx)
-        moved = moved + flow[:, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w, k]
+        moved = moved + flow[:, 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w, k]
     return moved
 
 
-def relaxed_bellman_ford(beta: float = 10.0, n_iter: int = 18, loop: str = "for", t_conorm: str = "probabilistic",
-                         p: float | None = None) -> Algorithm:
+def relaxed_bellman_ford(
+    beta: float = 10.0, n_iter: int = 18, loop: str = "for", t_conorm: str = "probabilistic", p: float | None = None
+) -> Algorithm:
     """An AlgoVision ``Algorithm``: costs (B, H, W) -> relaxed path (B, H, W) from (0, 0) to (H-1, W-1), every
     tensor it creates on the costs' device and dtype (the module docstring gives the steps)."""
     if loop not in LOOPS:
@@ -100,10 +102,11 @@ def relaxed_bellman_ford(beta: float = 10.0, n_iter: int = 18, loop: str = "for"
         weights = soft_argmin(*near)
         return (weights * torch.stack(near, -1)).sum(-1) + costs, weights
 
-    traceback = (Let("path", lambda path, position: join(path, position)),
-                 Let("position", lambda position, weights: _step_back(position, weights)))
-    walk = (For("step", n_iter, *traceback) if loop == "for" else
-            While(LEq(lambda path: path[:, 0, 0], 1.0), *traceback))
+    traceback = (
+        Let("path", lambda path, position: join(path, position)),
+        Let("position", lambda position, weights: _step_back(position, weights)),
+    )
+    walk = For("step", n_iter, *traceback) if loop == "for" else While(LEq(lambda path: path[:, 0, 0], 1.0), *traceback)
     return Algorithm(
         Input("costs"),
         Var("dist", lambda costs: _start_at_zero(costs.new_full(costs.shape[1:], INF))),
@@ -126,15 +129,24 @@ class BellmanFordLoss:
     task_kind = "shortest_path"
     variants = ("baseline", "fisher")
 
-    def __init__(self, beta: float = 10.0, n_iter: int = 18, loop: str = "for", t_conorm: str = "probabilistic",
-                 p: float | None = None, norm: str = "l1"):
+    def __init__(
+        self,
+        beta: float = 10.0,
+        n_iter: int = 18,
+        loop: str = "for",
+        t_conorm: str = "probabilistic",
+        p: float | None = None,
+        norm: str = "l1",
+    ):
         if loop not in LOOPS:
             raise ValueError(f"loop must be 'for' or 'while', got {loop!r}")
         if t_conorm not in T_CONORMS:
             raise ValueError(f"t_conorm must be one of {', '.join(T_CONORMS)}, got {t_conorm!r}")
         if (t_conorm == "hamacher") != (p is not None):
-            raise ValueError(f"p is the hamacher t-conorm's parameter: set it for t_conorm='hamacher' only "
-                             f"(got t_conorm={t_conorm!r}, p={p!r})")
+            raise ValueError(
+                f"p is the hamacher t-conorm's parameter: set it for t_conorm='hamacher' only "
+                f"(got t_conorm={t_conorm!r}, p={p!r})"
+            )
         if p is not None and not (isinstance(p, (int, float)) and p >= 0):
             raise ValueError(f"p must be a number >= 0, got {p!r}")
         if not (isinstance(beta, (int, float)) and 0 < beta < math.inf):
@@ -152,8 +164,10 @@ class BellmanFordLoss:
         if side * side != costs.shape[1]:
             raise ValueError(f"costs must be (N, H*W) of square maps, got {tuple(costs.shape)}")
         if self.n_iter < side - 1:  # unreached cells keep INF; in float32 that drops their costs, gradients NaN
-            raise ValueError(f"n_iter = {self.n_iter} leaves cells of a {side} x {side} map unreached (at least "
-                             f"{side - 1} distance iterations needed)")
+            raise ValueError(
+                f"n_iter = {self.n_iter} leaves cells of a {side} x {side} map unreached (at least "
+                f"{side - 1} distance iterations needed)"
+            )
         return self.algorithm(costs.clamp_min(0).view(-1, side, side)).reshape(costs.shape)
 
     def __call__(self, costs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

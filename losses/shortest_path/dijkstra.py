@@ -7,6 +7,7 @@ both pick the path from those distances by the same rule (``solver.canonical_pat
 numba is imported and the kernel compiled (or loaded from numba's cache) on the first call, so a process that
 never solves a grid (a ranking trial, the tuner's driver) does not pay ~100 MB and a second for it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,6 +31,7 @@ def solve_grids(costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def _kernel():
     from numba import njit
+
     return njit(cache=True, nogil=True)(_solve)
 
 

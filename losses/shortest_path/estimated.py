@@ -1,4 +1,5 @@
 """Shared pieces of the shortest-path loss families: the solver on flattened predicted costs."""
+
 from __future__ import annotations
 
 import math

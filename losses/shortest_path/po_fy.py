@@ -4,12 +4,13 @@ For a *minimising* solver y*(c) the loss gradient in the costs is ``w* - E[y*(c 
 argmax; argmin(c) = argmax(-c) flips the sign), and its Hessian is the Jacobian of ``-E[y*(c + sigma Z)]``,
 estimated by smoothing once more: ``-E[(y*(c + sigma Z) - y*(c)) Z^T] / sigma``, symmetrised.
 """
+
 from __future__ import annotations
 
 import torch
 
-from .estimated import EstimatedLoss, solve_flat
 from ..registry import LOSSES
+from .estimated import EstimatedLoss, solve_flat
 from .smoothing import smoothed_solution_estimates
 
 

@@ -8,6 +8,7 @@ lowers their variance:
     hess  E f(y + sigma Z) = E[(f(y + sigma Z) - f(y)) (Z Z^T - I)] / sigma^2           (16)
     jac   E g(y + sigma Z) = E[(g(y + sigma Z) - g(y)) Z^T] / sigma      (Stein; vector-valued g)
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -16,7 +17,10 @@ import torch
 
 
 def noise(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, dtype=like.dtype).to(like.device)
+    """Standard normal noise in ``like``'s dtype, drawn on ``like``'s device (its default generator), or on the
+    given ``generator``'s device and moved: no host-to-device copy of the noise in a GPU trial."""
+    device = like.device if generator is None else generator.device
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
 def with_perturbed(y: torch.Tensor, z: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -25,8 +29,14 @@ def with_perturbed(y: torch.Tensor, z: torch.Tensor, sigma: float) -> torch.Tens
     return torch.cat([y, (y.unsqueeze(0) + sigma * z).reshape(-1, y.shape[1])])
 
 
-def smoothed_loss_estimates(f: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, sigma: float, samples: int,
-                            generator: torch.Generator | None = None, hessian: bool = False):
+def smoothed_loss_estimates(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    sigma: float,
+    samples: int,
+    generator: torch.Generator | None = None,
+    hessian: bool = False,
+):
     """Eqs. 15-16 for a per-sample loss ``f`` ((K, m) -> (K,)) at each row of ``y`` (N, m).
 
     ``f`` is called once, on the unperturbed and the perturbed rows together (one solver call per step).
@@ -46,12 +56,17 @@ def smoothed_loss_estimates(f: Callable[[torch.Tensor], torch.Tensor], y: torch.
         return value, grad, None
     flat_z = z.reshape(-1, m)
     outer = (delta.reshape(-1, 1) * flat_z).T @ flat_z  # sum over samples and rows of delta Z Z^T
-    mean_hessian = (outer - delta.sum() * torch.eye(m, dtype=y.dtype, device=y.device)) / (samples * n * sigma ** 2)
+    mean_hessian = (outer - delta.sum() * torch.eye(m, dtype=y.dtype, device=y.device)) / (samples * n * sigma**2)
     return value, grad, 0.5 * (mean_hessian + mean_hessian.T)
 
 
-def smoothed_solution_estimates(solve: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, sigma: float,
-                                samples: int, generator: torch.Generator | None = None):
+def smoothed_solution_estimates(
+    solve: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    sigma: float,
+    samples: int,
+    generator: torch.Generator | None = None,
+):
     """The smoothed solver ``E g(y + sigma Z)`` and the sample noise/differences for its Jacobian; ``solve`` is
     called once, on the unperturbed and the perturbed rows together.
 

@@ -4,6 +4,7 @@ Paths go from the top-left to the bottom-right cell over the 8-neighbourhood; a 
 sum of the costs of the cells it visits, both end cells included; a path is a 0/1 mask. The solver is
 batched: the stochastic losses call it on (batch x samples) grids at every training step.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,6 +34,7 @@ def shortest_paths(costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     c = costs.detach().to(torch.float64)
     if c.device.type == "cpu":
         from .dijkstra import solve_grids  # numba, loaded on the first CPU solve only
+
         paths, path_costs = solve_grids(c.numpy())
         return torch.from_numpy(paths).to(costs.dtype), torch.from_numpy(path_costs).to(costs.dtype)
     return solve_by_relaxation(costs)
@@ -106,7 +108,7 @@ def _shifted(values: torch.Tensor, fill) -> torch.Tensor:
     """(B, H, W) -> (8, B, H, W): entry k holds each cell's neighbour NEIGHBOURS[k] (``fill`` off the grid)."""
     b, h, w = values.shape
     padded = F.pad(values, (1, 1, 1, 1), value=fill)
-    return torch.stack([padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in NEIGHBOURS])
+    return torch.stack([padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in NEIGHBOURS])
 
 
 def _walk_back(predecessor: torch.Tensor) -> torch.Tensor:

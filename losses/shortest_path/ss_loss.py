@@ -1,11 +1,12 @@
 """Stochastic smoothing of the whole loss (paper Section 4.2.2, App. B.4): Gaussian noise on the predicted
 costs, a hard shortest-path solver inside, the Hamming loss to the true path, eqs. 15-16 estimators."""
+
 from __future__ import annotations
 
 import torch
 
-from .estimated import EstimatedLoss, solve_flat
 from ..registry import LOSSES
+from .estimated import EstimatedLoss, solve_flat
 from .smoothing import smoothed_loss_estimates
 
 
@@ -17,4 +18,5 @@ class SmoothedShortestPathLoss(EstimatedLoss):
     def estimates(self, y: torch.Tensor, target: torch.Tensor, hessian: bool = False):
         def hard(costs):  # (S*N, m), sample-major -> (S*N,)
             return (solve_flat(costs) - target.repeat(len(costs) // len(target), 1)).abs().sum(1)
+
         return smoothed_loss_estimates(hard, y.detach(), self.sigma, self.samples, hessian=hessian)

@@ -3,6 +3,7 @@
 ``fixtures/bellman_ford_reference.npz`` holds the paths and gradients of the authors' ``get_shortest_path`` on fixed
 grids (``fixtures/README.md`` says how they were made); ``shortest_paths`` is the project's exact solver.
 """
+
 import json
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _second_cell_cheapest(costs: torch.Tensor) -> torch.Tensor:
     exact, _ = shortest_paths(costs)
     costs = costs.clone()
     for b in range(len(costs)):
-        (y, x), = [cell for cell in exact[b].nonzero().tolist() if max(cell) == 1]
+        ((y, x),) = [cell for cell in exact[b].nonzero().tolist() if max(cell) == 1]
         costs[b, y, x] = 0.1
     return costs
 
@@ -95,8 +96,9 @@ def test_mass_at_the_start_moves_on_to_its_nearest_neighbour():
     for loop, share in (("for", 1.0), ("while", 0.5)):
         torch.testing.assert_close(relaxed_bellman_ford(100.0, 3, loop)(costs), exact, atol=1e-12, rtol=0)
         for n_iter in (4, 9):
-            torch.testing.assert_close(relaxed_bellman_ford(100.0, n_iter, loop)(costs), exact + share * bounce,
-                                       atol=1e-12, rtol=0)
+            torch.testing.assert_close(
+                relaxed_bellman_ford(100.0, n_iter, loop)(costs), exact + share * bounce, atol=1e-12, rtol=0
+            )
         loss = LOSSES.build("bellman_ford", beta=100.0, n_iter=4, loop=loop)
         torch.testing.assert_close(loss(costs.flatten(1), exact.flatten(1)), torch.tensor([share], dtype=torch.float64))
 
@@ -169,16 +171,19 @@ def test_loss_trains_with_baseline_and_fisher_only():
         make_objective(loss, "hessian", 1.0)
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"loop": "until"}, r"loop must be 'for' or 'while'"),
-    ({"t_conorm": "max"}, r"t_conorm must be one of probabilistic, yager_1, hamacher"),
-    ({"t_conorm": "hamacher"}, r"p is the hamacher t-conorm's parameter"),
-    ({"p": 2.0}, r"p is the hamacher t-conorm's parameter"),
-    ({"t_conorm": "hamacher", "p": -1.0}, r"p must be a number >= 0"),
-    ({"beta": 0.0}, r"beta must be a positive number"),
-    ({"n_iter": 0}, r"n_iter must be a positive integer"),
-    ({"norm": "l3"}, r"norm must be 'l1' or 'l2'"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"loop": "until"}, r"loop must be 'for' or 'while'"),
+        ({"t_conorm": "max"}, r"t_conorm must be one of probabilistic, yager_1, hamacher"),
+        ({"t_conorm": "hamacher"}, r"p is the hamacher t-conorm's parameter"),
+        ({"p": 2.0}, r"p is the hamacher t-conorm's parameter"),
+        ({"t_conorm": "hamacher", "p": -1.0}, r"p must be a number >= 0"),
+        ({"beta": 0.0}, r"beta must be a positive number"),
+        ({"n_iter": 0}, r"n_iter must be a positive integer"),
+        ({"norm": "l3"}, r"norm must be 'l1' or 'l2'"),
+    ],
+)
 def test_invalid_parameters_are_refused(params, message):
     with pytest.raises(ValueError, match=message):
         LOSSES.build("bellman_ford", **params)

@@ -9,6 +9,7 @@ relaxation depends on the scores through (difference) / τ or β (difference), s
 c its gradient at x is c times the original one at c x, and for NeuralSort and SoftSort the largest gradient over
 random sets grows with the spread.
 """
+
 import itertools
 
 import pytest
@@ -89,6 +90,8 @@ def test_the_baselines_largest_gradient_grows_with_the_spread_and_the_fishers_do
     peaks = []
     for spread in (0.01, 0.1, 1.0, 10.0):
         peaks.append(baseline_gradients(loss, spread * unit, values).norm(dim=1).max().item())
-        worst = max(_fisher_rows(loss, spread * unit[i:i + 1], values[i:i + 1], 0.1).norm().item() for i in range(40))
+        worst = max(
+            _fisher_rows(loss, spread * unit[i : i + 1], values[i : i + 1], 0.1).norm().item() for i in range(40)
+        )
         assert worst <= fisher_bound(1, 5, 0.1) * (1 + 1e-9)
     assert all(b > a for a, b in itertools.pairwise(peaks)) and peaks[-1] > 1.4 * peaks[0]

@@ -1,12 +1,19 @@
 """The Newton-loss core against closed forms (paper Section 3, Definitions 1-2, Algorithm 2, App. F)."""
+
 import math
 
 import pytest
 import torch
 
-from losses import (fisher_solve, inject_fisher, mean_hessian, newton_loss, newton_target, newton_target_from,
-                    per_sample_gradients)
-
+from losses import (
+    fisher_solve,
+    inject_fisher,
+    mean_hessian,
+    newton_loss,
+    newton_target,
+    newton_target_from,
+    per_sample_gradients,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +135,9 @@ def test_large_lambda_gives_plain_gradient_direction(curvature):
         cosines.append(torch.nn.functional.cosine_similarity(step.flatten(), g.flatten(), dim=0).item())
     assert cosines == sorted(cosines) and cosines[0] < 0.999
     assert cosines[-1] > 1 - 1e-9
-    torch.testing.assert_close(1e9 * (y - newton_target(y, loss, curvature=curvature, lam=1e9)), g, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(
+        1e9 * (y - newton_target(y, loss, curvature=curvature, lam=1e9)), g, rtol=1e-5, atol=1e-9
+    )
 
 
 def test_target_from_given_gradient_and_curvature():
@@ -138,8 +147,9 @@ def test_target_from_given_gradient_and_curvature():
     m = torch.randn(3, 3)
     m = m @ m.T
     torch.testing.assert_close(newton_target_from(y, g, m, 0.4), y - g @ torch.linalg.inv(m + 0.4 * torch.eye(3)))
-    torch.testing.assert_close(newton_target_from(y, g, "fisher", 0.4),
-                               y - g @ torch.linalg.inv(g.T @ g / 5 + 0.4 * torch.eye(3)))
+    torch.testing.assert_close(
+        newton_target_from(y, g, "fisher", 0.4), y - g @ torch.linalg.inv(g.T @ g / 5 + 0.4 * torch.eye(3))
+    )
 
 
 def test_target_is_detached_and_newton_loss_grad_reaches_y_only():
@@ -155,8 +165,10 @@ def test_target_is_detached_and_newton_loss_grad_reaches_y_only():
 @pytest.mark.parametrize("lam", [0, -1.0, math.nan, math.inf, None, True, "1"])
 def test_bad_lambda_is_a_clear_error(lam):
     y = torch.randn(3, 2)
-    for call in (lambda: newton_target(y, quartic(torch.eye(2)), curvature="fisher", lam=lam),
-                 lambda: inject_fisher(y, lam)):
+    for call in (
+        lambda: newton_target(y, quartic(torch.eye(2)), curvature="fisher", lam=lam),
+        lambda: inject_fisher(y, lam),
+    ):
         with pytest.raises(ValueError, match="lam .* must be a positive finite number"):
             call()
 

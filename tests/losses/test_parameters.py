@@ -7,6 +7,7 @@ gradient ``sum_i [G (N G^T G + lam I)^-1]_i`` with G = g / N, which is ``(g^T g 
 computed here from the SVD of the explicit g (``torch.linalg.svd``, float64), independent of the solve and of
 the Woodbury form the library takes when N < P.
 """
+
 import math
 
 import pytest
@@ -15,7 +16,11 @@ import torch
 from losses import inject_fisher_per_sample
 
 REGIMES = [  # (N, d, k): N < P, N > P, N = 1, N = P - 1
-    (3, 20, 2), (60, 3, 1), (1, 4, 2), (8, 4, 1), (40, 10, 3),
+    (3, 20, 2),
+    (60, 3, 1),
+    (1, 4, 2),
+    (8, 4, 1),
+    (40, 10, 3),
 ]
 LAMBDAS = [1e-6, 1e-2, 1.0, 1e6]
 SCALES = [1e-3, 1.0, 1e3]
@@ -23,12 +28,12 @@ SCALES = [1e-3, 1.0, 1e3]
 
 def _closed_form(x, t, W, b, lam):
     """The step, and the condition number of its P x P system ``g^T g / N + lam I``."""
-    r = x @ W.T + b - t                                              # (N, k) residuals
+    r = x @ W.T + b - t  # (N, k) residuals
     g = torch.cat([(2 * r.unsqueeze(2) * x.unsqueeze(1)).flatten(1), 2 * r], dim=1)  # (N, P) per-sample gradients
     n, p = g.shape
     # (g^T g / N + lam I)^-1 g^T 1 / N = V diag(s / (s^2 + N lam)) U^T 1 with g = U diag(s) V^T
     u, s, vh = torch.linalg.svd(g, full_matrices=False)
-    step = vh.T @ (s / (s ** 2 + n * lam) * (u.T @ torch.ones(n, dtype=g.dtype)))
+    step = vh.T @ (s / (s**2 + n * lam) * (u.T @ torch.ones(n, dtype=g.dtype)))
     smallest = s[-1] ** 2 / n if n >= p else 0.0
     condition = (s[0] ** 2 / n + lam) / (smallest + lam)
     return step, g, condition
@@ -51,8 +56,10 @@ def test_the_shared_gradient_is_the_fisher_newton_step_of_the_closed_form(n, d, 
         scale = SCALES[draw % len(SCALES)]
         x = scale * torch.randn(n, d, generator=generator, dtype=torch.float64)
         t = torch.randn(n, k, generator=generator, dtype=torch.float64)
-        W, b = torch.randn(k, d, generator=generator, dtype=torch.float64), torch.randn(k, generator=generator,
-                                                                                         dtype=torch.float64)
+        W, b = (
+            torch.randn(k, d, generator=generator, dtype=torch.float64),
+            torch.randn(k, generator=generator, dtype=torch.float64),
+        )
         if draw == 4:
             x[1:] = x[0]  # every input alike: g has rank <= k
         expected, g, condition = _closed_form(x, t, W, b, lam)
@@ -73,8 +80,10 @@ def test_the_shared_gradient_is_the_fisher_newton_step_of_the_closed_form(n, d, 
 
 def test_huge_lambda_gives_the_plain_gradient_over_lambda_and_n_one_the_closed_form_rescaling():
     generator = torch.Generator().manual_seed(0)
-    x, t = torch.randn(7, 5, generator=generator, dtype=torch.float64), torch.randn(7, 2, generator=generator,
-                                                                                  dtype=torch.float64)
+    x, t = (
+        torch.randn(7, 5, generator=generator, dtype=torch.float64),
+        torch.randn(7, 2, generator=generator, dtype=torch.float64),
+    )
     W = torch.randn(2, 5, generator=generator, dtype=torch.float64).requires_grad_()
     b = torch.zeros(2, dtype=torch.float64, requires_grad=True)
     ((x @ W.T + b - t).pow(2).sum(1)).mean().backward()
@@ -99,10 +108,15 @@ def test_forward_is_copies_and_a_single_tensor_gives_a_tensor():
     assert isinstance(both, tuple) and [c.shape for c in both] == [(2, 3, 4), (2, 3)]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n": 4, "lam": 0.0}, "lam"), ({"n": 4, "lam": math.inf}, "lam"), ({"n": 0, "lam": 0.1}, "n \\(the batch"),
-    ({"n": 2.0, "lam": 0.1}, "n \\(the batch"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 4, "lam": 0.0}, "lam"),
+        ({"n": 4, "lam": math.inf}, "lam"),
+        ({"n": 0, "lam": 0.1}, "n \\(the batch"),
+        ({"n": 2.0, "lam": 0.1}, "n \\(the batch"),
+    ],
+)
 def test_bad_arguments_are_one_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         inject_fisher_per_sample(torch.zeros(2), **kwargs)

@@ -1,4 +1,5 @@
 """The README's plain-PyTorch example (examples/plain_training_loop.py): each variant trains in a few lines."""
+
 import importlib.util
 import subprocess
 import sys
@@ -23,7 +24,8 @@ def test_each_variant_learns_the_ranking(variant):
 
 
 def test_the_script_runs_as_the_readme_says():
-    result = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=300,
-                            cwd=EXAMPLE.parents[1])
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=300, cwd=EXAMPLE.parents[1]
+    )
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["baseline", "fisher", "hessian"]

@@ -1,4 +1,5 @@
 """User code in a study: losses and tasks by import path or by entry point, validated like the built-ins."""
+
 import sys
 import textwrap
 
@@ -7,8 +8,8 @@ import torch
 
 from losses import LOSSES, make_objective
 from registry import PluginError
-from tuner.plugins import _distributions, code_source, shippable
 from tasks import TASKS, ranking
+from tuner.plugins import _distributions, code_source, shippable
 
 
 @pytest.fixture
@@ -19,7 +20,8 @@ def user_package(tmp_path, monkeypatch):
     package = tmp_path / name
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "losses.py").write_text(textwrap.dedent('''
+    (package / "losses.py").write_text(
+        textwrap.dedent('''
         import torch
 
         class MarginLoss:
@@ -36,7 +38,8 @@ def user_package(tmp_path, monkeypatch):
 
         class PathOnly(MarginLoss):
             task_kind = "shortest_path"
-        '''))
+        ''')
+    )
     (package / "broken.py").write_text("1 / 0\n")
     info = tmp_path / f"{name}-0.3.0.dist-info"
     info.mkdir()
@@ -88,12 +91,18 @@ def test_a_user_loss_declaring_a_kind_is_held_to_it(user_package):
         ranking.check({"loss": f"{user_package}.losses:PathOnly"})
 
 
-@pytest.mark.parametrize("suffix, message", [
-    ("broken:Anything", r"loss '{p}.broken:Anything': cannot import module '{p}.broken' \(ZeroDivisionError: "
-                        r"division by zero\)"),
-    ("losses:Nothing", r"loss '{p}.losses:Nothing': module '{p}.losses' has no attribute 'Nothing'"),
-    ("missing:X", r"cannot import module '{p}.missing' \(ModuleNotFoundError: No module named '{p}.missing'\)"),
-])
+@pytest.mark.parametrize(
+    "suffix, message",
+    [
+        (
+            "broken:Anything",
+            r"loss '{p}.broken:Anything': cannot import module '{p}.broken' \(ZeroDivisionError: "
+            r"division by zero\)",
+        ),
+        ("losses:Nothing", r"loss '{p}.losses:Nothing': module '{p}.losses' has no attribute 'Nothing'"),
+        ("missing:X", r"cannot import module '{p}.missing' \(ModuleNotFoundError: No module named '{p}.missing'\)"),
+    ],
+)
 def test_user_code_that_fails_is_one_line_naming_module_and_cause(user_package, suffix, message):
     with pytest.raises(PluginError, match=message.format(p=user_package)) as error:
         LOSSES.get(f"{user_package}.{suffix}")
@@ -101,8 +110,11 @@ def test_user_code_that_fails_is_one_line_naming_module_and_cause(user_package, 
 
 
 def test_unknown_names_list_the_built_ins_and_mention_import_paths():
-    with pytest.raises(KeyError, match=r"unknown task 'rankin'; did you mean 'ranking'\? \(valid: .*ranking, "
-                                       r"shortest_path.*; or an import path package.module:attribute\)"):
+    with pytest.raises(
+        KeyError,
+        match=r"unknown task 'rankin'; did you mean 'ranking'\? \(valid: .*ranking, "
+        r"shortest_path.*; or an import path package.module:attribute\)",
+    ):
         TASKS.get("rankin")
 
 

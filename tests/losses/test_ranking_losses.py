@@ -1,6 +1,7 @@
 """The four ranking losses of Table 1: closed forms, orientation against torch.argsort, gradients, and the BCE
 against independent references (``torch.nn.BCELoss`` on ``diffsort``'s own network, softplus closed forms) from
 calm to fully saturated relaxations."""
+
 import math
 
 import pytest
@@ -11,7 +12,12 @@ from diffsort import DiffSortNet
 from losses import LOSSES, make_objective, ranking_accuracy, true_permutation
 
 RANKING = ["neuralsort", "softsort", "logistic_dsn", "cauchy_dsn"]
-SHARP = {"neuralsort": {"tau": 1e-3}, "softsort": {"tau": 1e-3}, "logistic_dsn": {"beta": 1e4}, "cauchy_dsn": {"beta": 1e6}}
+SHARP = {
+    "neuralsort": {"tau": 1e-3},
+    "softsort": {"tau": 1e-3},
+    "logistic_dsn": {"beta": 1e4},
+    "cauchy_dsn": {"beta": 1e6},
+}
 
 
 def test_registry_holds_the_four_ranking_losses():
@@ -37,12 +43,15 @@ def test_sharp_relaxation_gives_the_argsort_permutation(name, n):
     torch.testing.assert_close(p, true_permutation(scores), rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize("name, cdf", [
-    ("neuralsort", lambda d, k: torch.sigmoid(k * d)),
-    ("softsort", lambda d, k: torch.sigmoid(k * d)),
-    ("logistic_dsn", lambda d, k: torch.sigmoid(k * d)),
-    ("cauchy_dsn", lambda d, k: torch.atan(k * d) / math.pi + 0.5),
-])
+@pytest.mark.parametrize(
+    "name, cdf",
+    [
+        ("neuralsort", lambda d, k: torch.sigmoid(k * d)),
+        ("softsort", lambda d, k: torch.sigmoid(k * d)),
+        ("logistic_dsn", lambda d, k: torch.sigmoid(k * d)),
+        ("cauchy_dsn", lambda d, k: torch.atan(k * d) / math.pi + 0.5),
+    ],
+)
 def test_two_element_loss_in_closed_form(name, cdf):
     """n = 2, values (0, 1): P = [[a, 1-a], [1-a, a]] with a = F(k (s2 - s1)), so the mean BCE over the
     four entries is -log a. NeuralSort: row 1 of neuralsort(-s) is softmax(-s / tau) -> a = sigmoid((s2-s1)/tau);
@@ -71,12 +80,14 @@ def test_gradients_match_finite_differences(name):
 @pytest.mark.parametrize("variant", ["baseline", "hessian", "fisher"])
 def test_contract_over_the_registry(name, variant):
     """Every loss x variant: finite value, gradient of the output's shape, same seed -> same value."""
+
     def run():
         torch.manual_seed(11)
         y = torch.randn(20, 5, requires_grad=True)
         value = make_objective(LOSSES.build(name), variant, 0.1)(y, torch.randn(20, 5))
         value.backward()
         return value.detach(), y.grad
+
     (v1, g1), (v2, g2) = run(), run()
     assert torch.isfinite(v1) and g1.shape == (20, 5) and torch.isfinite(g1).all() and g1.abs().sum() > 0
     assert torch.equal(v1, v2) and torch.equal(g1, g2)
@@ -94,6 +105,7 @@ def test_ranking_accuracy_counts_exact_and_elementwise():
 def test_hessian_target_is_finite_in_float32_at_paper_sizes(name, n):
     """Batch 100 of standard-normal scores, paper temperatures: the Newton target must exist in float32."""
     from losses import newton_target
+
     torch.manual_seed(0)
     y, values = torch.randn(100, n), torch.randn(100, n)
     loss = LOSSES.build(name)
@@ -191,6 +203,7 @@ def test_hessian_target_is_finite_where_the_relaxation_saturates(name, scale):
     """Scores spread far apart (most entries of P round to 0 or 1 in float32): the Hessian Newton target must
     still exist, and must move the scores (the gradient did not vanish)."""
     from losses import newton_target
+
     torch.manual_seed(1)
     y, values = scale * torch.randn(100, 5), torch.randn(100, 5)
     loss = LOSSES.build(name)

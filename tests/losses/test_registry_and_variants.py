@@ -1,4 +1,5 @@
 """Registry lookups and the variant wrapper: clear errors, and each variant's gradient."""
+
 import pytest
 import torch
 
@@ -62,10 +63,15 @@ def test_every_variant_reports_the_algorithmic_loss(name):
         torch.testing.assert_close(value, expected, rtol=1e-12, atol=0, msg=f"variant {variant}")
 
 
-@pytest.mark.parametrize("name, variants", [("ss_loss", ("baseline", "hessian", "fisher")),
-                                            ("po_fy", ("baseline", "hessian", "fisher")),
-                                            ("ss_algorithm", ("baseline", "fisher")),
-                                            ("bellman_ford", ("baseline", "fisher"))])
+@pytest.mark.parametrize(
+    "name, variants",
+    [
+        ("ss_loss", ("baseline", "hessian", "fisher")),
+        ("po_fy", ("baseline", "hessian", "fisher")),
+        ("ss_algorithm", ("baseline", "fisher")),
+        ("bellman_ford", ("baseline", "fisher")),
+    ],
+)
 def test_shortest_path_variants_report_the_same_loss(name, variants):
     """The estimated losses draw noise per call: with the same generator state every variant's value is the
     same estimate of the loss."""
@@ -91,13 +97,21 @@ def test_a_loss_file_is_all_a_built_in_loss_family_needs(tmp_path):
     from pathlib import Path
 
     import losses
+
     copy = tmp_path / "losses"
     shutil.copytree(Path(losses.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "hinge_rank.py").write_text(
         "from .registry import LOSSES\n\n\n@LOSSES.register('hinge_rank')\nclass HingeRank:\n"
-        "    task_kind = 'ranking'\n\n    def __init__(self, margin: float = 1.0):\n        self.margin = margin\n")
+        "    task_kind = 'ranking'\n\n    def __init__(self, margin: float = 1.0):\n        self.margin = margin\n"
+    )
     probe = "import losses; print(losses.__file__, losses.LOSSES.parameters('hinge_rank'))"
-    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == [str(copy / "__init__.py"), "{'margin':", "1.0}"]

@@ -5,6 +5,7 @@ and the mask is the cell set of a simple 8-neighbour path from (0, 0) to the goa
 Both solvers are checked on every grid: the compiled Dijkstra that ``shortest_paths`` runs on the CPU, and the
 torch relaxation it runs on GPUs (run here on the CPU); they must return the same paths, bit for bit.
 """
+
 import functools
 
 import numpy as np
@@ -79,6 +80,7 @@ def is_simple_path(mask: np.ndarray) -> bool:
                     return True
                 seen.discard(nxt)
         return False
+
     return extend(start, {start})
 
 
@@ -93,8 +95,9 @@ def check_grids(costs: torch.Tensor) -> None:
         grid, mask = costs[b].numpy(), paths[b].numpy()
         expected = scipy_distance(grid)
         assert path_costs[b].item() == pytest.approx(expected, rel=1e-12, abs=1e-12 * scale), f"distance, grid {b}"
-        assert float((mask * grid).sum()) == pytest.approx(path_costs[b].item(), rel=1e-12, abs=1e-12 * scale), \
+        assert float((mask * grid).sum()) == pytest.approx(path_costs[b].item(), rel=1e-12, abs=1e-12 * scale), (
             f"the path's cost is not the distance, grid {b}:\n{grid}\n{mask}"
+        )
         assert is_simple_path(mask), f"not a simple path from start to goal, grid {b}:\n{grid}\n{mask}"
 
 
@@ -123,8 +126,17 @@ def regime(name: str, shape: tuple[int, ...], g: torch.Generator) -> torch.Tenso
     raise ValueError(name)
 
 
-REGIMES = ["clamped", "sparse_zeros", "integer_ties", "terrain", "terrain_float16", "continuous", "tiny", "huge",
-           "all_zero"]
+REGIMES = [
+    "clamped",
+    "sparse_zeros",
+    "integer_ties",
+    "terrain",
+    "terrain_float16",
+    "continuous",
+    "tiny",
+    "huge",
+    "all_zero",
+]
 
 
 @pytest.mark.parametrize("name", REGIMES)
@@ -143,8 +155,17 @@ def test_paths_are_exact_on_random_shapes(name):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 9).flatmap(lambda h: st.integers(1, 9).flatmap(lambda w: st.lists(
-    st.lists(st.sampled_from([0.0, 0.0, 1.0, 2.0, 0.5, 1e-3, 7.7]), min_size=w, max_size=w), min_size=h, max_size=h))))
+@given(
+    st.integers(1, 9).flatmap(
+        lambda h: st.integers(1, 9).flatmap(
+            lambda w: st.lists(
+                st.lists(st.sampled_from([0.0, 0.0, 1.0, 2.0, 0.5, 1e-3, 7.7]), min_size=w, max_size=w),
+                min_size=h,
+                max_size=h,
+            )
+        )
+    )
+)
 def test_paths_are_exact_on_hypothesis_grids(grid):
     """Hypothesis looks for a counter-example among small grids built of zeros and a few repeated costs."""
     check_grids(torch.tensor([grid], dtype=torch.float64))
@@ -187,9 +208,14 @@ def test_hand_made_grid():
     assert paths[0].tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]] and path_costs.item() == 3.0
 
 
-@pytest.mark.parametrize("bad, message", [(torch.rand(12, 12), r"costs must be \(B, H, W\)"),
-                                          (-torch.rand(1, 3, 3), "non-negative"),
-                                          (torch.full((1, 2, 2), float("nan")), "finite")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.rand(12, 12), r"costs must be \(B, H, W\)"),
+        (-torch.rand(1, 3, 3), "non-negative"),
+        (torch.full((1, 2, 2), float("nan")), "finite"),
+    ],
+)
 def test_bad_costs(bad, message):
     with pytest.raises(ValueError, match=message):
         shortest_paths(bad)

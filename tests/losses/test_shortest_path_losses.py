@@ -7,8 +7,10 @@ The true path w* is route A. Then, with x = d / (2 sigma) and phi the standard n
   ss_loss      l = 4 P(B);  grad = 4 phi(x) / (2 sigma) v;  Hessian = -4 x phi(x) / (2 sigma)^2 v v^T
   po_fy        grad = w* - E[path]: +P(B) on route A's cells, -P(B) on route B's;
                Hessian = -d E[path] / dc = phi(x) / (2 sigma) v v^T
-  ss_algorithm (L1) l = 4 P(B), the same gradient as ss_loss; (L2) l = 4 P(B)^2, grad = 8 P(B) phi(x)/(2 sigma) v
+  ss_algorithm (L1) l = 4 P(B), the same gradient as ss_loss; (L2) l = 4 P(B)^2, grad = 8 P(B) phi(x)/(2 sigma) v;
+  (MSE, the default: the mean over the 9 cells) l = 4 P(B)^2 / 9 and the L2 gradient / 9
 """
+
 import math
 
 import pytest
@@ -69,8 +71,14 @@ def test_po_fy_gradient_sign_and_hessian_for_a_minimising_solver():
     assert (v @ grad[0]).item() > 0
 
 
-@pytest.mark.parametrize("norm, value, scale", [("l1", 4 * P_B, 4 * PDF / (2 * SIGMA)),
-                                               ("l2", 4 * P_B ** 2, 8 * P_B * PDF / (2 * SIGMA))])
+@pytest.mark.parametrize(
+    "norm, value, scale",
+    [
+        ("l1", 4 * P_B, 4 * PDF / (2 * SIGMA)),
+        ("l2", 4 * P_B**2, 8 * P_B * PDF / (2 * SIGMA)),
+        ("mse", 4 * P_B**2 / 9, 8 * P_B * PDF / (2 * SIGMA) / 9),
+    ],
+)
 def test_ss_algorithm_value_and_gradient(norm, value, scale):
     torch.manual_seed(2)
     c, target, v = grid(D)
@@ -107,5 +115,5 @@ def test_variants_the_paper_does_not_define_are_refused():
         make_objective(LOSSES.build("ss_algorithm"), "hessian", 1000)
     with pytest.raises(ValueError, match="samples must be a positive integer"):
         LOSSES.build("ss_loss", samples=0)
-    with pytest.raises(ValueError, match=r"norm must be 'l1' or 'l2'"):
+    with pytest.raises(ValueError, match=r"norm must be one of mse, l1, l2"):
         LOSSES.build("ss_algorithm", norm="l3")

@@ -1,4 +1,5 @@
 """The Hessian variant's watch on ``M + lam I``: exact on known matrices, and what it finds on the real losses."""
+
 import pytest
 import torch
 
@@ -48,17 +49,25 @@ def test_watching_does_no_linear_algebra_during_the_step(monkeypatch):
     import numpy as np
 
     import losses.system_monitor as module
+
     calls = []
     real = torch.linalg.eigvalsh
-    monkeypatch.setattr(module.torch.linalg, "eigvalsh", lambda a, *args, **kw: calls.append(a.shape) or real(a, *args, **kw))
+    monkeypatch.setattr(
+        module.torch.linalg, "eigvalsh", lambda a, *args, **kw: calls.append(a.shape) or real(a, *args, **kw)
+    )
     monitor = NewtonSystemMonitor()
     systems = []
     for step in range(50):
         g = torch.Generator().manual_seed(step)
         a = torch.randn(4, 4, generator=g, dtype=torch.float64)
         systems.append(a + a.T)
-        newton_target_from(torch.zeros(3, 4, dtype=torch.float64), torch.ones(3, 4, dtype=torch.float64),
-                           systems[-1], 0.1, monitor=monitor)
+        newton_target_from(
+            torch.zeros(3, 4, dtype=torch.float64),
+            torch.ones(3, 4, dtype=torch.float64),
+            systems[-1],
+            0.1,
+            monitor=monitor,
+        )
     assert calls == []
     stats = monitor.take()
     assert calls == [(50, 4, 4)]

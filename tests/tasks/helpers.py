@@ -11,6 +11,7 @@ def collect(train, config, resume=None, stop_after=None, unit="step"):
         states.append(state)
         if stop_after is not None and m[unit] >= stop_after:
             raise KeyboardInterrupt
+
     try:
         train(config, report, resume=resume)
     except KeyboardInterrupt:

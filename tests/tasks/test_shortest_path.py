@@ -1,4 +1,5 @@
 """The shortest-path trainable on a small generated Warcraft set: metrics, determinism, resume, errors."""
+
 import io
 import math
 
@@ -25,7 +26,7 @@ def collect(config, resume=None, stop_after=None):
 def test_registered_and_described():
     assert TASKS.get("shortest_path") is shortest_path
     cfg = shortest_path.describe({"loss": "ss_algorithm", "samples": 30})
-    assert cfg["sigma"] == 0.1 and cfg["norm"] == "l1" and cfg["samples"] == 30 and cfg["epochs"] == 50
+    assert cfg["sigma"] == 0.1 and cfg["norm"] == "mse" and cfg["samples"] == 30 and cfg["epochs"] == 50
     assert cfg["data_source"] == "generated:10000/1000/1000:seed0"
 
 
@@ -61,15 +62,22 @@ def test_deterministic_and_resumes_exactly(variant):
     assert head + tail == full
 
 
-@pytest.mark.parametrize("config, error, message", [
-    ({"loss": "neuralsort", "samples": None}, ValueError,
-     r"shortest_path: loss 'neuralsort' is a ranking loss, not a shortest_path one \(use one of: bellman_ford, po_fy"),
-    ({"loss": "ss_algorithm", "variant": "hessian", "lam": 1.0}, ValueError, r"has no 'hessian' variant"),
-    ({"samples": 0}, ValueError, "samples must be a positive integer"),
-    ({"epoch": 3}, KeyError, r"did you mean 'epochs'\?"),
-    ({"data_dir": "/nonexistent/warcraft"}, FileNotFoundError, "does not exist"),
-    ({"lr": 1e30}, FloatingPointError, r"non-finite model output at step 2 \(loss=po_fy, variant=baseline"),
-])
+@pytest.mark.parametrize(
+    "config, error, message",
+    [
+        (
+            {"loss": "neuralsort", "samples": None},
+            ValueError,
+            r"shortest_path: loss 'neuralsort' is a ranking loss, not a shortest_path one "
+            r"\(use one of: bellman_ford, po_fy",
+        ),
+        ({"loss": "ss_algorithm", "variant": "hessian", "lam": 1.0}, ValueError, r"has no 'hessian' variant"),
+        ({"samples": 0}, ValueError, "samples must be a positive integer"),
+        ({"epoch": 3}, KeyError, r"did you mean 'epochs'\?"),
+        ({"data_dir": "/nonexistent/warcraft"}, FileNotFoundError, "does not exist"),
+        ({"lr": 1e30}, FloatingPointError, r"non-finite model output at step 2 \(loss=po_fy, variant=baseline"),
+    ],
+)
 def test_errors_are_clear(config, error, message):
     with pytest.raises(error, match=message):
         shortest_path.train({**TINY, **config}, lambda m, s: None)
@@ -86,6 +94,7 @@ def test_learns_on_generated_data():
 
 def _untrained(config):
     import numpy as np
+
     from tasks.warcraft_model import CombResnet18, channel_stats
 
     data = shortest_path._load(shortest_path.resolve_config(config, shortest_path.DEFAULTS, "shortest_path"))
@@ -94,17 +103,36 @@ def _untrained(config):
     model = CombResnet18(*channel_stats(np.array(data["train"]["maps"]))).eval()
     with torch.no_grad():
         pred = model(maps).flatten(1)
-    return pred, torch.from_numpy(np.array(data["test"]["paths"], np.float32)), torch.from_numpy(
-        np.array(data["test"]["weights"], np.float32))
+    return (
+        pred,
+        torch.from_numpy(np.array(data["test"]["paths"], np.float32)),
+        torch.from_numpy(np.array(data["test"]["weights"], np.float32)),
+    )
 
 
-@pytest.mark.parametrize("loss, variant", [(f, v) for f, vs in {
-    "bellman_ford": ("baseline", "fisher"), "ss_loss": ("baseline", "hessian", "fisher"),
-    "ss_algorithm": ("baseline", "fisher"), "po_fy": ("baseline", "hessian", "fisher")}.items() for v in vs])
+@pytest.mark.parametrize(
+    "loss, variant",
+    [
+        (f, v)
+        for f, vs in {
+            "bellman_ford": ("baseline", "fisher"),
+            "ss_loss": ("baseline", "hessian", "fisher"),
+            "ss_algorithm": ("baseline", "fisher"),
+            "po_fy": ("baseline", "hessian", "fisher"),
+        }.items()
+        for v in vs
+    ],
+)
 def test_every_family_and_variant_trains(loss, variant):
     """One epoch of each loss family x the variants the paper uses: finite metrics, reported once."""
-    config = {**TINY, "epochs": 1, "loss": loss, "variant": variant, "lam": 1000.0,
-              "samples": None if loss == "bellman_ford" else 3}
+    config = {
+        **TINY,
+        "epochs": 1,
+        "loss": loss,
+        "variant": variant,
+        "lam": 1000.0,
+        "samples": None if loss == "bellman_ford" else 3,
+    }
     metrics, _ = collect(config)
     assert len(metrics) == 1 and all(math.isfinite(v) for v in metrics[0].values())
     assert 0 <= metrics[0]["test_match_path"] <= metrics[0]["test_match_cost"] <= 1

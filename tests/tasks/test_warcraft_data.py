@@ -1,4 +1,5 @@
 """Warcraft 12x12 data: the real format's loader and the offline generator of the same format."""
+
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,8 @@ import torch
 from losses import shortest_paths
 from tasks.warcraft_data import TERRAIN_COSTS, cached_generated, generate_warcraft, load_warcraft
 from tasks.warcraft_model import CombResnet18, channel_stats
+
+pytestmark = pytest.mark.xdist_group("test_warcraft_data")  # one worker runs the module: its module-scoped fixture once
 
 SIZES = {"train": 60, "val": 10, "test": 10}
 
@@ -39,8 +42,11 @@ def test_paths_are_the_exact_shortest_paths_of_the_weights(generated):
 def test_terrain_forms_coherent_regions(generated):
     """Neighbouring cells share a terrain far more often than the 1/5 of independent cells."""
     weights = load_warcraft(generated)["train"]["weights"]
-    same = np.mean(np.concatenate([(weights[:, 1:, :] == weights[:, :-1, :]).ravel(),
-                                   (weights[:, :, 1:] == weights[:, :, :-1]).ravel()]))
+    same = np.mean(
+        np.concatenate(
+            [(weights[:, 1:, :] == weights[:, :-1, :]).ravel(), (weights[:, :, 1:] == weights[:, :, :-1]).ravel()]
+        )
+    )
     assert same > 0.45
 
 
@@ -99,11 +105,15 @@ def _generate_in_a_race(cache: str, start_at: float) -> dict[str, str]:
     """One of several processes that ask for the same generated set at the same moment."""
     import hashlib
     import time
+
     time.sleep(max(0.0, start_at - time.time()))
     folder = cached_generated(SIZES, seed=11, cache=cache)
     data = load_warcraft(folder)  # reads every file: a half-written one would fail here or differ below
-    return {f"{split}/{key}": hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
-            for split, arrays in data.items() for key, array in arrays.items()}
+    return {
+        f"{split}/{key}": hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
+        for split, arrays in data.items()
+        for key, array in arrays.items()
+    }
 
 
 def test_concurrent_trials_share_one_complete_cache(tmp_path):
@@ -111,6 +121,7 @@ def test_concurrent_trials_share_one_complete_cache(tmp_path):
     temporary folder is left behind."""
     import multiprocessing
     import time
+
     context = multiprocessing.get_context("spawn")
     with context.Pool(6) as pool:
         start_at = time.time() + 8  # after every worker has imported torch
@@ -120,13 +131,16 @@ def test_concurrent_trials_share_one_complete_cache(tmp_path):
     assert len(entries) == 1 and entries[0].startswith("warcraft-generated-")
     reference = generate_warcraft(tmp_path / "direct", SIZES, seed=11)
     assert _generate_in_a_race(str(tmp_path / "newton-losses" / ".."), 0) == results[0]
-    assert (reference / "train_maps.npy").read_bytes() == (tmp_path / "newton-losses" / entries[0] / "train_maps.npy").read_bytes()
+    assert (reference / "train_maps.npy").read_bytes() == (
+        tmp_path / "newton-losses" / entries[0] / "train_maps.npy"
+    ).read_bytes()
 
 
 def test_the_cache_folder_never_holds_a_partial_set(tmp_path, monkeypatch):
     """Generation writes elsewhere and the cache folder appears complete in one step; a generation that fails
     midway leaves neither the cache folder nor a temporary one."""
     import tasks.warcraft_data as module
+
     real = module.generate_warcraft
     seen = []
 
@@ -134,6 +148,7 @@ def test_the_cache_folder_never_holds_a_partial_set(tmp_path, monkeypatch):
         seen.append(Path(folder))
         assert not list((tmp_path / "newton-losses").glob("warcraft-generated-*")), "cache folder visible too early"
         return real(folder, sizes, seed)
+
     monkeypatch.setattr(module, "generate_warcraft", watched)
     folder = cached_generated(SIZES, seed=2, cache=tmp_path)
     assert seen and seen[0] != folder and seen[0].parent == folder.parent and not seen[0].exists()
@@ -142,6 +157,7 @@ def test_the_cache_folder_never_holds_a_partial_set(tmp_path, monkeypatch):
     def failing(folder, sizes, seed):
         (Path(folder) / "train_maps.npy").write_bytes(b"partial")
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(module, "generate_warcraft", failing)
     with pytest.raises(OSError, match="No space left"):
         cached_generated(SIZES, seed=3, cache=tmp_path)

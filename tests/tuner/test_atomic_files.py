@@ -1,4 +1,5 @@
 """Tune's study folder is written atomically (tuner/atomic_files.py); a damaged Tune state is refused, not restarted."""
+
 import json
 import os
 import pickle
@@ -9,9 +10,9 @@ import textwrap
 import pyarrow.fs as pafs
 import pytest
 
+from tuner.atomic_files import atomic_filesystem
 from tuner.errors import StudyStateError
 from tuner.phases import check_tune_state, checkpoint_period
-from tuner.atomic_files import atomic_filesystem
 
 from .helpers import REPO
 
@@ -44,8 +45,9 @@ def test_complete_writes_and_copies_land_whole_and_leave_no_partial_files(tmp_pa
         pafs.copy_files(str(source), str(tmp_path / "study"), destination_filesystem=fs)
     copied = sorted(p.relative_to(tmp_path / "study").as_posix() for p in (tmp_path / "study").rglob("*"))
     assert copied == ["experiment_state-x.json", "run_trial_1", "run_trial_1/result.json"]
-    assert (tmp_path / "study" / "run_trial_1" / "result.json").read_bytes() == \
-        (source / "run_trial_1" / "result.json").read_bytes()
+    assert (tmp_path / "study" / "run_trial_1" / "result.json").read_bytes() == (
+        source / "run_trial_1" / "result.json"
+    ).read_bytes()
     fs.delete_dir(str(tmp_path / "study" / "run_trial_1"))
     assert not (tmp_path / "study" / "run_trial_1").exists()
 

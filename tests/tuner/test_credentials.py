@@ -1,5 +1,6 @@
 """Credentials are split off URLs at the command line and never shown: the URL without them is what a study
 records, the password goes to the client library's environment variable."""
+
 import os
 
 import pytest
@@ -10,25 +11,40 @@ from tuner.credentials import move_to_environment, redact, redact_text, split_cr
 from tuner.errors import TunerError
 
 
-@pytest.mark.parametrize("url, clean, env", [
-    ("http://alice:s3cret@head:5000", "http://head:5000",
-     {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cret"}),
-    ("https://alice:p%40ss@head/mlflow", "https://head/mlflow",
-     {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "p@ss"}),
-    ("postgresql+psycopg://optuna:p%40ss@10.0.0.1:5432/optuna", "postgresql+psycopg://optuna@10.0.0.1:5432/optuna",
-     {"PGPASSWORD": "p@ss"}),
-    ("postgresql://mlflow@head/mlflow", "postgresql://mlflow@head/mlflow", {}),
-    ("sqlite:////abs/mlflow.db", "sqlite:////abs/mlflow.db", {}),
-    ("http://head:5000", "http://head:5000", {}),
-    (None, None, {}),
-])
+@pytest.mark.parametrize(
+    "url, clean, env",
+    [
+        (
+            "http://alice:s3cret@head:5000",
+            "http://head:5000",
+            {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cret"},
+        ),
+        (
+            "https://alice:p%40ss@head/mlflow",
+            "https://head/mlflow",
+            {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "p@ss"},
+        ),
+        (
+            "postgresql+psycopg://optuna:p%40ss@10.0.0.1:5432/optuna",
+            "postgresql+psycopg://optuna@10.0.0.1:5432/optuna",
+            {"PGPASSWORD": "p@ss"},
+        ),
+        ("postgresql://mlflow@head/mlflow", "postgresql://mlflow@head/mlflow", {}),
+        ("sqlite:////abs/mlflow.db", "sqlite:////abs/mlflow.db", {}),
+        ("http://head:5000", "http://head:5000", {}),
+        (None, None, {}),
+    ],
+)
 def test_split_keeps_the_url_and_moves_the_secret(url, clean, env):
     assert split_credentials(url) == (clean, env)
 
 
-@given(user=st.text("abcxyz0123_-.", min_size=1, max_size=8), password=st.text(
-    "abcXYZ0123!$&'()*+,;=~%_-.", min_size=1, max_size=12), host=st.sampled_from(["h", "10.1.2.3:5432", "db.x"]),
-    scheme=st.sampled_from(["postgresql", "postgresql+psycopg", "http", "https", "mysql+pymysql"]))
+@given(
+    user=st.text("abcxyz0123_-.", min_size=1, max_size=8),
+    password=st.text("abcXYZ0123!$&'()*+,;=~%_-.", min_size=1, max_size=12),
+    host=st.sampled_from(["h", "10.1.2.3:5432", "db.x"]),
+    scheme=st.sampled_from(["postgresql", "postgresql+psycopg", "http", "https", "mysql+pymysql"]),
+)
 def test_no_password_survives_splitting_or_redaction(user, password, host, scheme):
     url = f"{scheme}://{user}:{password}@{host}/db"
     clean, _ = split_credentials(url)

@@ -1,5 +1,6 @@
 """``tuner dashboard`` serves one study's Optuna study, read-only: a real optuna-dashboard server over a storage
 that also holds another user's study, probed through its HTTP API (list, read, delete, rename, tell, notes)."""
+
 import json
 import urllib.error
 import urllib.request
@@ -16,8 +17,12 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def call(method, url, body=None):
-    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.loads(answer.read() or b"null")
@@ -34,11 +39,23 @@ def shared_storage(tmp_path):
         created.enqueue_trial({"lam": 0.1})
         created.optimize(lambda trial: trial.suggest_float("lam", 0.01, 1.0, log=True), n_trials=2)
         created.ask()  # one trial left RUNNING: something a dashboard could tell
-    study = Study(name="mine", task="ranking", metric="valid_elementwise",
-                  search={"trials": 2, "space": {"lam": {"log": [0.01, 1.0]}}, "fixed": {"variant": "fisher"}})
+    study = Study(
+        name="mine",
+        task="ranking",
+        metric="valid_elementwise",
+        search={"trials": 2, "space": {"lam": {"log": [0.01, 1.0]}}, "fixed": {"variant": "fisher"}},
+    )
     (tmp_path / "store" / "mine").mkdir(parents=True)
-    save_state(tmp_path / "store" / "mine", StudyState(study=study, mlflow_uri="sqlite:////unused", experiment_id="1",
-                                                       parent_run_id="p", optuna=OptunaRef(url=url, study="mine")))
+    save_state(
+        tmp_path / "store" / "mine",
+        StudyState(
+            study=study,
+            mlflow_uri="sqlite:////unused",
+            experiment_id="1",
+            parent_run_id="p",
+            optuna=OptunaRef(url=url, study="mine"),
+        ),
+    )
     return tmp_path / "store", url
 
 
@@ -55,13 +72,15 @@ def test_the_dashboard_shows_one_study_and_changes_nothing(shared_storage):
         other = optuna.load_study(study_name="someone_elses", storage=url)._study_id
         assert call("GET", f"{api}/studies/{other}")[0] >= 400
         running = [t for t in detail["trials"] if t["state"] == "Running"][0]["trial_id"]
-        writes = [("DELETE", f"{api}/studies/{mine['study_id']}", None),
-                  ("DELETE", f"{api}/studies/{other}", None),
-                  ("POST", f"{api}/studies/{mine['study_id']}/rename", {"study_name": "renamed"}),
-                  ("POST", f"{api}/studies", {"study_name": "new", "directions": ["maximize"]}),
-                  ("POST", f"{api}/trials/{running}/tell", {"state": "Complete", "values": [1.0]}),
-                  ("POST", f"{api}/trials/{running}/user-attrs", {"user_attrs": {"x": 1}}),
-                  ("PUT", f"{api}/studies/{mine['study_id']}/note", {"version": 0, "body": "hello"})]
+        writes = [
+            ("DELETE", f"{api}/studies/{mine['study_id']}", None),
+            ("DELETE", f"{api}/studies/{other}", None),
+            ("POST", f"{api}/studies/{mine['study_id']}/rename", {"study_name": "renamed"}),
+            ("POST", f"{api}/studies", {"study_name": "new", "directions": ["maximize"]}),
+            ("POST", f"{api}/trials/{running}/tell", {"state": "Complete", "values": [1.0]}),
+            ("POST", f"{api}/trials/{running}/user-attrs", {"user_attrs": {"x": 1}}),
+            ("PUT", f"{api}/studies/{mine['study_id']}/note", {"version": 0, "body": "hello"}),
+        ]
         for method, address, body in writes:
             assert call(method, address, body)[0] >= 400, (method, address)
     after = {s.study_name: s for s in optuna.get_all_study_summaries(url)}

@@ -4,6 +4,7 @@ Runs the real quickstart study (`tuner run studies/quickstart.yaml`, a few minut
 the store with `tuner ui`, then checks in the browser that the child runs are listed under the study's parent run
 with their λ and variant, and that the report's plots are among the parent run's artifacts.
 """
+
 import shutil
 import time
 
@@ -13,10 +14,17 @@ from tuner.state import load_state
 
 from .helpers import REPO, TUNER, free_port, run_tuner, serving
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.timeout(1800),
+    pytest.mark.xdist_group("test_dashboard_browser"),
+]  # one worker runs the module: its fixture once
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-FLAGS = ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
-         "--disable-component-update --disable-sync --disable-dev-shm-usage --window-size=1600,1200").split()
+FLAGS = (
+    "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
+    "--disable-component-update --disable-sync --disable-dev-shm-usage --window-size=1600,1200"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +80,9 @@ def test_child_runs_are_listed_under_the_study_run(dashboard, browser):
     # overview whatever the experiment's kind, as the browser showed: its GenAI/Model-training switch is global)
     browser.get(f"{url}/#/experiments/{state.experiment_id}/runs")
     wait_for_text(browser, "quickstart study", "7 matching runs")
-    expand = browser.find_element(By.XPATH, "//a[contains(., 'quickstart study')]/ancestor::div[contains(@class,"
-                                            "'ag-cell')]//button")
+    expand = browser.find_element(
+        By.XPATH, "//a[contains(., 'quickstart study')]/ancestor::div[contains(@class,'ag-cell')]//button"
+    )
     expand.click()
     wait_for_text(browser, *[run.info.run_name for run in children])
     names = {run.info.run_name for run in children}  # named by what they are, not run_trial_07e22_00001

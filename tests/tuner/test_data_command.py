@@ -1,6 +1,7 @@
 """``tuner data``: downloads from a local HTTP server this test starts (files it makes, with a SHA256SUMS
 manifest), through the real command; resuming a ``.part`` with HTTP Range; a bad checksum, no network and a full
 disk as one line each, nothing unverified left under a real name."""
+
 import contextlib
 import errno
 import functools
@@ -72,8 +73,10 @@ def serving(folder: Path, ranges: bool = True):
 
 
 def manifest(folder: Path, names, wrong=()) -> None:
-    lines = [f"{'0' * 64 if name in wrong else hashlib.sha256((folder / name).read_bytes()).hexdigest()}  {name}"
-             for name in names]
+    lines = [
+        f"{'0' * 64 if name in wrong else hashlib.sha256((folder / name).read_bytes()).hexdigest()}  {name}"
+        for name in names
+    ]
     (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 
@@ -159,8 +162,10 @@ def test_a_later_bad_file_keeps_only_verified_files(mnist_mirror, tmp_path, caps
     with serving(mnist_mirror) as (_, url):
         assert run(capsys, "mnist", target, "--mirror", url)[0] == 2
     assert sorted(p.name for p in target.iterdir()) == sorted(MNIST_NAMES[:2])
-    assert all(download.mismatch(target / n, {"sha256": hashlib.sha256((mnist_mirror / n).read_bytes()).hexdigest()})
-               is None for n in MNIST_NAMES[:2])
+    assert all(
+        download.mismatch(target / n, {"sha256": hashlib.sha256((mnist_mirror / n).read_bytes()).hexdigest()}) is None
+        for n in MNIST_NAMES[:2]
+    )
 
 
 def test_no_network_is_one_line(tmp_path, capsys):
@@ -185,7 +190,7 @@ def test_a_full_disk_is_one_line_and_the_part_resumes(mnist_mirror, tmp_path, ca
     def append(out, chunk):
         room = limit - out.tell()
         if len(chunk) > room:
-            real_append(out, chunk[:max(room, 0)])
+            real_append(out, chunk[: max(room, 0)])
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_append(out, chunk)
 
@@ -196,8 +201,10 @@ def test_a_full_disk_is_one_line_and_the_part_resumes(mnist_mirror, tmp_path, ca
         code, _, err = run(capsys, "mnist", target, "--mirror", url)
         assert code == 2
         line = err.splitlines()[-1]
-        assert line == (f"tuner: error: no space left on the device of {target} while writing {name}.part (0.1 MB "
-                        f"written): free some space and run the command again, it resumes from there")
+        assert line == (
+            f"tuner: error: no space left on the device of {target} while writing {name}.part (0.1 MB "
+            f"written): free some space and run the command again, it resumes from there"
+        )
         assert (target / f"{name}.part").stat().st_size == limit and not (target / name).exists()
         monkeypatch.setattr(download, "_append", real_append)
         server.log.clear()
@@ -213,7 +220,9 @@ def test_too_little_room_is_refused_before_downloading(tmp_path, capsys, monkeyp
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=1_000_000))
     with serving(empty) as (server, url):
         code, _, err = run(capsys, "mnist", tmp_path / "mnist", "--mirror", url)
-    assert code == 2 and err.startswith(f"tuner: error: {tmp_path / 'mnist'} has 1 MB free, but MNIST needs about 12 MB")
+    assert code == 2 and err.startswith(
+        f"tuner: error: {tmp_path / 'mnist'} has 1 MB free, but MNIST needs about 12 MB"
+    )
     assert [name for name, _ in server.log] == ["SHA256SUMS"]
 
 
@@ -252,7 +261,8 @@ def test_warcraft_unpacks_the_12x12_folder_where_the_task_reads_it(tmp_path, cap
         expected = load_warcraft(tmp_path / "src" / "warcraft_shortest_path_oneskin" / "12x12")
         assert np.array_equal(data["val"]["weights"], expected["val"]["weights"])
         assert sorted(p.name for p in target.iterdir()) == sorted(
-            f"{s}_{k}.npy" for s in ("train", "val", "test") for k in ("maps", "vertex_weights", "shortest_paths"))
+            f"{s}_{k}.npy" for s in ("train", "val", "test") for k in ("maps", "vertex_weights", "shortest_paths")
+        )
         server.log.clear()
         code, out, _ = run(capsys, "warcraft", target, "--mirror", url)
     assert code == 0 and f"is already in {target}" in out and server.log == []
@@ -266,4 +276,3 @@ def test_an_archive_without_the_12x12_files_leaves_none_of_them(tmp_path, capsys
     assert code == 2 and err.endswith("has no 12x12/val_shortest_paths.npy\n")
     assert [line for line in err.splitlines() if line.startswith("tuner:")] == err.splitlines()[-1:]
     assert [p.name for p in target.iterdir()] == ["warcraft_maps.tar.gz"]  # verified: a rerun need not fetch it
-

@@ -4,6 +4,7 @@ execution's trials only, saying that the other exists.
 
 The trials are those of a small user task (by import path) whose last step waits for a file the test creates, so
 the first execution's trial is provably live while the second execution runs and sweeps."""
+
 import subprocess
 import textwrap
 import time
@@ -20,12 +21,23 @@ from .helpers import GATED_TASK, TUNER, mlflow_server, run_tuner
 pytestmark = pytest.mark.slow
 
 
-
 def study(folder, seeds, gate=None):
     path = folder / "shared.yaml"
-    path.write_text(yaml.safe_dump({"name": "shared", "task": "gatelab:", "metric": "score", "mode": "max",
-                                    "params": {"gate": str(gate) if gate else None}, "seeds": seeds,
-                                    "grid": [{"variant": ["baseline"]}], "max_concurrent": 2, "max_failures": 0}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "shared",
+                "task": "gatelab:",
+                "metric": "score",
+                "mode": "max",
+                "params": {"gate": str(gate) if gate else None},
+                "seeds": seeds,
+                "grid": [{"variant": ["baseline"]}],
+                "max_concurrent": 2,
+                "max_failures": 0,
+            }
+        )
+    )
     return path
 
 
@@ -37,9 +49,21 @@ def test_two_executions_on_one_server_never_mix(tmp_path):
     with mlflow_server(tmp_path) as url:
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
-        first = subprocess.Popen([TUNER, "run", str(study(tmp_path / "a", [0], gate)), "--storage",
-                                  str(tmp_path / "store-a"), "--mlflow-uri", url], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, **env})
+        first = subprocess.Popen(
+            [
+                TUNER,
+                "run",
+                str(study(tmp_path / "a", [0], gate)),
+                "--storage",
+                str(tmp_path / "store-a"),
+                "--mlflow-uri",
+                url,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**__import__("os").environ, **env},
+        )
         client = MlflowClient(url)
         deadline = time.time() + 300
         while True:  # until the first execution's trial is live and has logged a step
@@ -50,8 +74,16 @@ def test_two_executions_on_one_server_never_mix(tmp_path):
                 live = runs[0]
                 break
             time.sleep(1)
-        second = run_tuner("run", study(tmp_path / "b", [0, 1]), "--storage", tmp_path / "store-b", "--mlflow-uri",
-                           url, timeout=600, env=env)
+        second = run_tuner(
+            "run",
+            study(tmp_path / "b", [0, 1]),
+            "--storage",
+            tmp_path / "store-b",
+            "--mlflow-uri",
+            url,
+            timeout=600,
+            env=env,
+        )
         assert second.returncode == 0, second.stderr[-3000:]
         assert client.get_run(live.info.run_id).info.status == "RUNNING"  # not swept by the second execution
         assert "orphaned" not in client.get_run(live.info.run_id).data.tags

@@ -1,6 +1,7 @@
 """Every command fails fast, in one line, on what it cannot reach: a dead tracking server behind export, report and
 ui; an HTTPS server whose certificate MLflow would accept (so the probe accepts it too); a warm-start source whose
 search never started; Ray's last-cluster file naming a cluster that is gone."""
+
 import http.server
 import os
 import ssl
@@ -36,9 +37,28 @@ def test_commands_reading_a_dead_tracking_server_fail_in_seconds(tmp_path, comma
 def https_server(tmp_path):
     """An HTTPS server with a self-signed certificate for 127.0.0.1 that answers /health."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -64,17 +84,40 @@ def test_the_probe_checks_tls_as_mlflow_does(https_server, monkeypatch):
 
 def test_a_warm_start_source_whose_search_never_started_is_refused_before_anything_runs(tmp_path):
     store = tmp_path / "store"
-    source = Study(name="early", task="ranking", metric="valid_elementwise", grid=[{"variant": ["baseline"]}],
-                   search={"trials": 2, "space": {"lam": {"log": [0.01, 1.0]}}, "fixed": {"variant": "fisher"}})
+    source = Study(
+        name="early",
+        task="ranking",
+        metric="valid_elementwise",
+        grid=[{"variant": ["baseline"]}],
+        search={"trials": 2, "space": {"lam": {"log": [0.01, 1.0]}}, "fixed": {"variant": "fisher"}},
+    )
     (store / "early").mkdir(parents=True)
-    save_state(store / "early", StudyState(study=source, mlflow_uri="sqlite:////unused", experiment_id="1",
-                                           parent_run_id="p", phases={"grid": "started"},
-                                           optuna=OptunaRef(url=f"sqlite:///{store / 'early' / 'optuna.db'}",
-                                                            study="early")))
-    path = tiny_study(tmp_path, name="warm", grid=[], search={
-        "trials": 2, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 1.0]}}, "warm_start": ["early"]})
+    save_state(
+        store / "early",
+        StudyState(
+            study=source,
+            mlflow_uri="sqlite:////unused",
+            experiment_id="1",
+            parent_run_id="p",
+            phases={"grid": "started"},
+            optuna=OptunaRef(url=f"sqlite:///{store / 'early' / 'optuna.db'}", study="early"),
+        ),
+    )
+    path = tiny_study(
+        tmp_path,
+        name="warm",
+        grid=[],
+        search={
+            "trials": 2,
+            "fixed": {"variant": "fisher"},
+            "space": {"lam": {"log": [0.01, 1.0]}},
+            "warm_start": ["early"],
+        },
+    )
     result = run_tuner("run", path, "--storage", store, timeout=120)
-    assert result.returncode == 2 and "search.warm_start: study 'early' has not started its search phase" in result.stderr
+    assert (
+        result.returncode == 2 and "search.warm_start: study 'early' has not started its search phase" in result.stderr
+    )
     assert not (store / "warm").exists()
 
 
@@ -87,8 +130,9 @@ def test_a_stale_last_cluster_file_is_named_instead_of_hanging(tmp_path):
         f.write(f"127.0.0.1:{free_port()}")
     path = tiny_study(tmp_path, name="stale")
     started = time.monotonic()
-    result = run_tuner("run", path, "--storage", tmp_path / "store", "--address", "auto", timeout=120,
-                       env={"RAY_TMPDIR": ray_tmp})
+    result = run_tuner(
+        "run", path, "--storage", tmp_path / "store", "--address", "auto", timeout=120, env={"RAY_TMPDIR": ray_tmp}
+    )
     assert result.returncode == 2 and time.monotonic() - started < 60, result.stderr[-2000:]
     assert "--address auto: Ray's last-cluster file" in result.stderr and "ray stop" in result.stderr
     assert not (tmp_path / "store").exists()

@@ -2,6 +2,7 @@
 times, once in each window (during a resume's restore, in the first seconds after it, later), ``tuner resume``
 after each; no attempt crashes, every planned trial finished once, with every step once, the Optuna storage holds
 each finished search run's value, and no Ray process is left on the machine."""
+
 import json
 import subprocess
 import sys
@@ -14,9 +15,23 @@ pytestmark = pytest.mark.slow
 
 
 def test_kills_in_every_window_leave_a_complete_study_and_no_ray_processes(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fault_campaign.py"), "--kills", "3",
-                             "--seed", "3", "--windows", "later,restore,first", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=1500)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "fault_campaign.py"),
+            "--kills",
+            "3",
+            "--seed",
+            "3",
+            "--windows",
+            "later,restore,first",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = json.loads((tmp_path / "campaign.json").read_text())
     assert counts["kills"] == 3 and counts["kills_per_window"] == {"later": 1, "restore": 1, "first": 1}

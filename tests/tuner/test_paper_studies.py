@@ -5,6 +5,7 @@ Validation (test_study) only checks configs against the task's ``check``; this c
 (a loss that fails for one sample count, a λ whose Newton system is singular, a norm a family does not support).
 The full smoke runs through the CLI (Ray, MLflow, reports) are recorded in the README; they take too long for CI.
 """
+
 import itertools
 import math
 
@@ -15,8 +16,14 @@ from tuner.study_file import load_study
 
 from .helpers import REPO
 
-PAPER_STUDIES = ["table1_ranking", "cauchy_n15", "figure4_lambda", "runtime_ranking", "table2_bellman_ford",
-                 "table3_stochastic"]
+PAPER_STUDIES = [
+    "table1_ranking",
+    "cauchy_n15",
+    "figure4_lambda",
+    "runtime_ranking",
+    "table2_bellman_ford",
+    "table3_stochastic",
+]
 SHRINK = {  # overrides that keep each config's loss, setting, variant and λ but shrink the budget
     "ranking": {"steps": 2, "eval_every": 2, "eval_sets": 4, "batch_size": 3},
     "shortest_path": {"epochs": 1, "batch_size": 10, "train_size": 20, "eval_size": 10},

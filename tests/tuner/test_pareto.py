@@ -1,5 +1,6 @@
 """Pareto fronts (``tuner.pareto``) against Optuna's own multi-objective ``best_trials``, over many random point
 sets from several regimes: continuous, heavy ties, integer grids, tiny and huge scales, mixed directions."""
+
 import math
 import zlib
 
@@ -51,8 +52,10 @@ def test_front_matches_optuna_best_trials(name):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), min_size=1, max_size=25),
-       st.sampled_from([("max", "min"), ("min", "min"), ("max", "max"), ("min", "max")]))
+@given(
+    st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), min_size=1, max_size=25),
+    st.sampled_from([("max", "min"), ("min", "min"), ("max", "max"), ("min", "max")]),
+)
 def test_front_matches_optuna_on_small_integer_sets(points, modes):
     assert pareto_mask(points, modes) == optuna_front(points, modes)
 

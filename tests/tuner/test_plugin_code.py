@@ -2,6 +2,7 @@
 packages and single-file plugins with siblings, broken or colliding entry points elsewhere in the environment, and
 a task that breaks the contract only at run time. Each is validated before Ray starts, shipped whole, or refused
 in one line that names the cause."""
+
 import sys
 import textwrap
 import warnings
@@ -65,19 +66,26 @@ TASK_CLASS = '''
 
     TASK = Ranking()
 '''
-PARTIAL_LOSS = '''
+PARTIAL_LOSS = """
     import functools
     from losses.ranking.softsort import SoftSortLoss
 
     SHARP = functools.partial(SoftSortLoss, tau=0.05)
-'''
+"""
 
 
 def test_an_instance_task_and_a_partial_loss_validate_and_are_described(tmp_path, monkeypatch, forget_modules):
-    install(tmp_path, monkeypatch, {"instlab/__init__.py": "", "instlab/tasks.py": TASK_CLASS,
-                                    "instlab/losses.py": PARTIAL_LOSS})
-    path = tiny_study(tmp_path, name="inst", task="instlab.tasks:TASK", params={
-        "n": 3, "steps": 4, "batch_size": 4, "eval_every": 2, "eval_sets": 6, "loss": "instlab.losses:SHARP"})
+    install(
+        tmp_path,
+        monkeypatch,
+        {"instlab/__init__.py": "", "instlab/tasks.py": TASK_CLASS, "instlab/losses.py": PARTIAL_LOSS},
+    )
+    path = tiny_study(
+        tmp_path,
+        name="inst",
+        task="instlab.tasks:TASK",
+        params={"n": 3, "steps": 4, "batch_size": 4, "eval_every": 2, "eval_sets": 6, "loss": "instlab.losses:SHARP"},
+    )
     study = load_study(path)  # validation also describes the code and prepares what would be shipped
     task_source = code_source(__import__("tasks").TASKS, "instlab.tasks:TASK")
     loss_source = code_source(LOSSES, "instlab.losses:SHARP")
@@ -88,31 +96,52 @@ def test_an_instance_task_and_a_partial_loss_validate_and_are_described(tmp_path
 
 
 def test_every_portion_of_a_namespace_package_is_shipped(tmp_path, monkeypatch, forget_modules):
-    install(tmp_path / "a", monkeypatch, {"nslab/losses.py": "from nslab.helpers import SCALE\n"
-                                          "from losses.ranking.softsort import SoftSortLoss as Loss\n"}, name="nsa")
+    install(
+        tmp_path / "a",
+        monkeypatch,
+        {
+            "nslab/losses.py": "from nslab.helpers import SCALE\n"
+            "from losses.ranking.softsort import SoftSortLoss as Loss\n"
+        },
+        name="nsa",
+    )
     install(tmp_path / "b", monkeypatch, {"nslab/helpers.py": "SCALE = 2\n"}, name="nsb")
     LOSSES.get("nslab.losses:Loss")
-    assert sorted(shippable("nslab.losses:Loss")) == sorted([str(tmp_path / "a" / "nslab"), str(tmp_path / "b" / "nslab")])
+    assert sorted(shippable("nslab.losses:Loss")) == sorted(
+        [str(tmp_path / "a" / "nslab"), str(tmp_path / "b" / "nslab")]
+    )
 
 
 def test_a_single_file_plugin_ships_with_the_siblings_it_imported(tmp_path, monkeypatch, forget_modules):
-    install(tmp_path, monkeypatch, {"single_helper.py": "TAU = 0.2\n",
-                                    "single_loss.py": "import functools\nfrom single_helper import TAU\n"
-                                                      "from losses.ranking.softsort import SoftSortLoss\n"
-                                                      "Loss = functools.partial(SoftSortLoss, tau=TAU)\n"})
+    install(
+        tmp_path,
+        monkeypatch,
+        {
+            "single_helper.py": "TAU = 0.2\n",
+            "single_loss.py": "import functools\nfrom single_helper import TAU\n"
+            "from losses.ranking.softsort import SoftSortLoss\n"
+            "Loss = functools.partial(SoftSortLoss, tau=TAU)\n",
+        },
+    )
     LOSSES.get("single_loss:Loss")
     assert shippable("single_loss:Loss") == [str(tmp_path / "single_loss.py"), str(tmp_path / "single_helper.py")]
     before = code_hash(("single_loss:Loss",))
     (tmp_path / "single_helper.py").write_text("TAU = 0.3\n")
     from tuner.plugins import _hash_files
+
     _hash_files.cache_clear()
     assert code_hash(("single_loss:Loss",)) != before  # the hash covers the sibling the plugin runs
 
 
 def test_a_misspelled_key_does_not_import_every_installed_plugin(tmp_path, monkeypatch, forget_modules):
     """An unrelated installed plugin that fails to import must not break the validation of a built-in study."""
-    install(tmp_path, monkeypatch, {"brokenlab/__init__.py": "raise RuntimeError('this plugin is broken')\n"},
-            entry_points="[newton_losses.losses]\nbroken_loss = brokenlab:Loss\n", name="brokenlab")
+    install(
+        tmp_path,
+        monkeypatch,
+        {"brokenlab/__init__.py": "raise RuntimeError('this plugin is broken')\n"},
+        entry_points="[newton_losses.losses]\nbroken_loss = brokenlab:Loss\n",
+        name="brokenlab",
+    )
     with pytest.raises(KeyError, match=r"has no config key 'tua'; did you mean 'tau'\?"):
         ranking.check({"loss": "neuralsort", "tua": 1.0})
     assert "brokenlab" not in sys.modules
@@ -120,12 +149,20 @@ def test_a_misspelled_key_does_not_import_every_installed_plugin(tmp_path, monke
 
 
 def test_an_entry_point_named_like_a_built_in_is_not_silently_shadowed(tmp_path, monkeypatch):
-    install(tmp_path, monkeypatch, {}, entry_points="[newton_losses.losses]\nsoftsort = elsewhere:SoftSort\n",
-            name="shadowlab")
+    install(
+        tmp_path,
+        monkeypatch,
+        {},
+        entry_points="[newton_losses.losses]\nsoftsort = elsewhere:SoftSort\n",
+        name="shadowlab",
+    )
     registry = Registry("loss", "newton_losses.losses")
     registry.register("softsort")(object)
-    with pytest.warns(ShadowedPluginWarning, match=r"loss 'softsort' is built in, and an installed package also "
-                                                   r"declares an entry point 'softsort' -> elsewhere:SoftSort"):
+    with pytest.warns(
+        ShadowedPluginWarning,
+        match=r"loss 'softsort' is built in, and an installed package also "
+        r"declares an entry point 'softsort' -> elsewhere:SoftSort",
+    ):
         assert registry.get("softsort") is object
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -141,8 +178,18 @@ def test_names_aliased_for_a_worker_are_names_there_too():
 
 
 def context(objectives=("valid_elementwise",)):
-    return TrialContext(study="s", task="mytask", phase="grid", execution_id="e", mlflow_uri="sqlite:////x",
-                        experiment_id="1", git_commit="c", git_dirty="False", code_hash="h", objectives=objectives)
+    return TrialContext(
+        study="s",
+        task="mytask",
+        phase="grid",
+        execution_id="e",
+        mlflow_uri="sqlite:////x",
+        experiment_id="1",
+        git_commit="c",
+        git_dirty="False",
+        code_hash="h",
+        objectives=objectives,
+    )
 
 
 class _Task:
@@ -153,17 +200,26 @@ class _NotPlain:
     pass
 
 
-@pytest.mark.parametrize("metrics, state, message", [
-    ({"step": 2, "valid_elementwise": 0.5}, {}, r"it reports no test_exact \(declared"),
-    ({"step": 2, "test_exact": 0.5}, {}, r"it reports no valid_elementwise"),
-    ({"step": 2.0, "test_exact": 0.5, "valid_elementwise": 0.5}, {}, r"metrics\['step'\] must be an int, got 2.0"),
-    ({"step": 2, "test_exact": 0.5, "valid_elementwise": 0.5}, {"rng": _NotPlain()},
-     r"its report state does not load with torch.load\(weights_only=True\)"),
-])
+@pytest.mark.parametrize(
+    "metrics, state, message",
+    [
+        ({"step": 2, "valid_elementwise": 0.5}, {}, r"it reports no test_exact \(declared"),
+        ({"step": 2, "test_exact": 0.5}, {}, r"it reports no valid_elementwise"),
+        ({"step": 2.0, "test_exact": 0.5, "valid_elementwise": 0.5}, {}, r"metrics\['step'\] must be an int, got 2.0"),
+        (
+            {"step": 2, "test_exact": 0.5, "valid_elementwise": 0.5},
+            {"rng": _NotPlain()},
+            r"its report state does not load with torch.load\(weights_only=True\)",
+        ),
+    ],
+)
 def test_the_first_report_holds_the_task_to_its_contract(metrics, state, message):
     check = FirstReportCheck(context(), _Task())
-    with pytest.raises(TaskContractError, match=r"task 'mytask' breaks the task contract \(tasks/contract.py\) at its "
-                                                r"first report: .*" + message):
+    with pytest.raises(
+        TaskContractError,
+        match=r"task 'mytask' breaks the task contract \(tasks/contract.py\) at its "
+        r"first report: .*" + message,
+    ):
         check.check(metrics, state)
 
 

@@ -1,5 +1,6 @@
 """The cluster tracking recipe: ``mlflow server`` on a real PostgreSQL database (started by the test), with many
 trials writing at once: nothing lost, one run per trial, and export and report read it back."""
+
 import os
 import shutil
 import subprocess
@@ -24,9 +25,22 @@ def tracking_server(tmp_path):
         pytest.fail("this test needs Debian's postgresql package (installed by .ci/run)")
     with postgres_server() as database:
         url = f"http://127.0.0.1:{free_port()}"
-        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", database,
-                   "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
-                   "--port", url.rsplit(":", 1)[1], "--workers", "2"]
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            database,
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            url.rsplit(":", 1)[1],
+            "--workers",
+            "2",
+        ]
         with serving(command, f"{url}/health"):
             yield url, database
 
@@ -34,9 +48,15 @@ def tracking_server(tmp_path):
 def test_eight_concurrent_trials_log_everything_once_to_postgres(tmp_path, tracking_server):
     url, database = tracking_server
     params = {**TINY_PARAMS, "steps": 60, "eval_every": 5}
-    path = tiny_study(tmp_path, name="pg", params=params, seeds=[0, 1, 2, 3],
-                      grid=[{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1]}],
-                      resources={"cpu": 0.25}, max_concurrent=8)
+    path = tiny_study(
+        tmp_path,
+        name="pg",
+        params=params,
+        seeds=[0, 1, 2, 3],
+        grid=[{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1]}],
+        resources={"cpu": 0.25},
+        max_concurrent=8,
+    )
     result = run_tuner("run", path, "--storage", tmp_path / "store", "--mlflow-uri", url, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_state(tmp_path / "store" / "pg")
@@ -50,8 +70,10 @@ def test_eight_concurrent_trials_log_everything_once_to_postgres(tmp_path, track
     assert starts[-1] < ends[0], "the 8 trials did not all run at once"
 
     # every metric point, counted in the database itself
-    query = ("select r.run_uuid, count(*) from metrics m join runs r on r.run_uuid = m.run_uuid "
-             f"where r.experiment_id = {state.experiment_id} and m.key = 'valid_elementwise' group by r.run_uuid")
+    query = (
+        "select r.run_uuid, count(*) from metrics m join runs r on r.run_uuid = m.run_uuid "
+        f"where r.experiment_id = {state.experiment_id} and m.key = 'valid_elementwise' group by r.run_uuid"
+    )
     rows = subprocess.run(["psql", database, "-At", "-c", query], capture_output=True, text=True, check=True).stdout
     per_run = dict(line.split("|") for line in rows.strip().splitlines())
     trial_ids = {r.info.run_id for r in runs}
@@ -80,15 +102,29 @@ def secured_tracking_server(tmp_path):
         pytest.fail("this test needs Debian's postgresql package (installed by .ci/run)")
     with postgres_server(password=DB_SECRET) as database:
         url = f"http://127.0.0.1:{free_port()}"
-        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", database,
-                   "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
-                   "--port", url.rsplit(":", 1)[1], "--workers", "2"]
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            database,
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            url.rsplit(":", 1)[1],
+            "--workers",
+            "2",
+        ]
         with serving(command, f"{url}/health"):
             yield url, database
 
 
 def test_search_keeps_its_optuna_study_on_the_same_postgres_server_and_no_credential_is_written(
-        tmp_path, secured_tracking_server):
+    tmp_path, secured_tracking_server
+):
     """The cluster recipe's Optuna storage: a database of its own (``optuna``) on the tracking's PostgreSQL server,
     given as the README's recipe gives it, with its password in the URL; the tracking URI carries a user and a
     password too. Neither password is written anywhere: grepped in every file of the study folder (state, Tune's
@@ -100,12 +136,32 @@ def test_search_keeps_its_optuna_study_on_the_same_postgres_server_and_no_creden
     optuna_url = database.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/optuna"
     assert DB_SECRET in optuna_url
     secret_url = url.replace("http://", f"http://alice:{HTTP_SECRET}@")
-    path = tiny_study(tmp_path, name="pgsearch", grid=[], resources={"cpu": 0.5}, max_concurrent=3,
-                      search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
-                              "replicate": False})
+    path = tiny_study(
+        tmp_path,
+        name="pgsearch",
+        grid=[],
+        resources={"cpu": 0.5},
+        max_concurrent=3,
+        search={
+            "trials": 3,
+            "fixed": {"variant": "fisher"},
+            "space": {"lam": {"log": [0.01, 100]}},
+            "replicate": False,
+        },
+    )
     ray_tmp = f"/tmp/rs{os.getpid()}"
-    result = run_tuner("run", path, "--storage", tmp_path / "store", "--mlflow-uri", secret_url,
-                       "--optuna-storage", optuna_url, timeout=900, env={"RAY_TMPDIR": ray_tmp})
+    result = run_tuner(
+        "run",
+        path,
+        "--storage",
+        tmp_path / "store",
+        "--mlflow-uri",
+        secret_url,
+        "--optuna-storage",
+        optuna_url,
+        timeout=900,
+        env={"RAY_TMPDIR": ray_tmp},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert run_tuner("report", "pgsearch", "--storage", tmp_path / "store").returncode == 0
     state = load_state(tmp_path / "store" / "pgsearch")
@@ -116,8 +172,12 @@ def test_search_keeps_its_optuna_study_on_the_same_postgres_server_and_no_creden
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert sorted(t.user_attrs["mlflow_run_id"] for t in trials) == sorted(r.info.run_id for r in runs)
 
-    dumps = b"".join(subprocess.run([str(postgres_bin() / "pg_dump"), database.rsplit("/", 1)[0] + f"/{name}"],
-                                    capture_output=True, check=True).stdout for name in ("mlflow", "optuna"))
+    dumps = b"".join(
+        subprocess.run(
+            [str(postgres_bin() / "pg_dump"), database.rsplit("/", 1)[0] + f"/{name}"], capture_output=True, check=True
+        ).stdout
+        for name in ("mlflow", "optuna")
+    )
     assert b"pgsearch" in dumps  # the dumps hold the study
     written = [p for root in (tmp_path, Path(ray_tmp)) for p in root.rglob("*") if p.is_file()]
     assert any(p.suffix == ".pkl" for p in written) and any(p.name == "report.md" for p in written)

@@ -1,6 +1,7 @@
 """The verdict statistics (tuner/report/decisions.py) against references they do not use: brute-force counts,
 scipy's t-tests called directly, the noncentral t power formula, a large-sample normal interval. Inputs come from
 several regimes (ties, zero spread, 2 and 10 seeds, tiny and huge scales, NaN), drawn by hypothesis."""
+
 import math
 
 import numpy as np
@@ -65,7 +66,7 @@ def test_paired_statistics_against_references(data, mode):
         assert result.ci_low == result.ci_high == result.diff and result.note == "no spread"
         return
     assert result.p == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
-    upper = stats.ttest_1samp(d, 0.05 * scale, alternative="less").pvalue   # Δ < m
+    upper = stats.ttest_1samp(d, 0.05 * scale, alternative="less").pvalue  # Δ < m
     lower = stats.ttest_1samp(d, -0.05 * scale, alternative="greater").pvalue  # Δ > -m
     assert result.p_tost == pytest.approx(max(upper, lower), rel=1e-7, abs=1e-12)
     assert result.ci_low <= result.diff <= result.ci_high
@@ -96,14 +97,21 @@ def test_unpaired_statistics_against_references(data, mode):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from(("normal", "exponential", "uniform")), st.sampled_from(SCALES),
-       st.booleans())
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(("normal", "exponential", "uniform")),
+    st.sampled_from(SCALES),
+    st.booleans(),
+)
 def test_bootstrap_interval_agrees_with_the_normal_interval_on_large_samples(seed, shape, scale, pair):
     """With 400 seeds the mean is near normal: the BCa interval must match mean ± z σ/√n (Welch's σ unpaired)
     within 10 % of its width, wherever the data sit and whatever their scale."""
     rng = np.random.default_rng(seed)
-    draw = {"normal": rng.normal, "exponential": lambda size: rng.exponential(size=size),
-            "uniform": lambda size: rng.uniform(size=size)}[shape]
+    draw = {
+        "normal": rng.normal,
+        "exponential": lambda size: rng.exponential(size=size),
+        "uniform": lambda size: rng.uniform(size=size),
+    }[shape]
     a, b = pd.Series(draw(size=400) * scale + 3 * scale), pd.Series(draw(size=400) * scale)
     if not pair:
         b.index = b.index + 1000
@@ -115,15 +123,19 @@ def test_bootstrap_interval_agrees_with_the_normal_interval_on_large_samples(see
 
 
 @FAST
-@given(samples(pair=True), st.sampled_from((2.0 ** -30, 0.5, 4.0, 2.0 ** 30)))
+@given(samples(pair=True), st.sampled_from((2.0**-30, 0.5, 4.0, 2.0**30)))
 def test_the_interval_scales_with_the_data(data, factor):
     """The same resamples (a fixed random state), and a power of two scales every float exactly: the interval of
     c·A against c·B is c times the interval of A against B."""
     a, b = data[:2]
     one, scaled = difference(a, b, resamples=999), difference(a * factor, b * factor, resamples=999)
     assert scaled.note == one.note
-    for got, want in ((scaled.ci_low, one.ci_low * factor), (scaled.ci_high, one.ci_high * factor),
-                      (scaled.p, one.p), (scaled.p_better, one.p_better)):
+    for got, want in (
+        (scaled.ci_low, one.ci_low * factor),
+        (scaled.ci_high, one.ci_high * factor),
+        (scaled.p, one.p),
+        (scaled.p_better, one.p_better),
+    ):
         assert got == pytest.approx(want, rel=1e-12, nan_ok=True)
 
 
@@ -151,7 +163,7 @@ def power_unpaired(d, n, alpha=ALPHA, alternative="two-sided"):
 def test_seeds_needed_is_the_smallest_n_with_80_percent_power(log_d, scale, pair, negative):
     """Against the noncentral t power: at the returned n the power is ≥ 80 %, one seed fewer it is not; beyond
     the cap (tiny effects) inf."""
-    d, sd = 10.0 ** log_d, 0.1 * scale
+    d, sd = 10.0**log_d, 0.1 * scale
     n = seeds_needed((-1 if negative else 1) * d * sd, sd, pair)
     power = power_paired if pair else power_unpaired
     if math.isinf(n):
@@ -167,15 +179,17 @@ def test_seeds_needed_is_the_smallest_n_with_80_percent_power(log_d, scale, pair
 def test_seeds_needed_with_a_margin_uses_the_equivalence_tests_bound(share, log_m, pair):
     """With |Δ| < m: the fewer of the t-test's n and the smallest n where the one-sided powers of Δ > -m and Δ < m
     (closed form) sum to ≥ 1 + 80 %."""
-    sd, m = 1.0, 10.0 ** log_m
+    sd, m = 1.0, 10.0**log_m
     diff = share * m
     power = power_paired if pair else power_unpaired
     n = seeds_needed(diff, sd, pair, m)
+
     def tost(k):
-        return (power((m + diff) / sd, k, alternative="larger") + power((m - diff) / sd, k, alternative="larger")
-                - 1)
+        return power((m + diff) / sd, k, alternative="larger") + power((m - diff) / sd, k, alternative="larger") - 1
+
     def either(k):
         return tost(k) >= POWER - 1e-9 or power(abs(diff) / sd, k) >= POWER - 1e-9
+
     if math.isinf(n):
         assert not either(MAX_SEEDS)
         return
@@ -194,21 +208,24 @@ def test_equivalence_power_bound_holds_by_simulation():
 
 
 def test_seeds_needed_edges():
-    assert math.isnan(seeds_needed(0.1, 0.0, True))          # no spread: undefined
+    assert math.isnan(seeds_needed(0.1, 0.0, True))  # no spread: undefined
     assert math.isnan(seeds_needed(math.nan, 1.0, True))
-    assert math.isinf(seeds_needed(0.0, 1.0, True))           # no effect, no margin: never
+    assert math.isinf(seeds_needed(0.0, 1.0, True))  # no effect, no margin: never
     assert math.isinf(seeds_needed(1e-6, 1.0, False))
-    assert seeds_needed(1e9, 1e-3, True) == 2                 # a huge effect: the fewest a t-test takes
-    assert seeds_needed(0.0, 1.0, True, margin=1e6) == 2      # far inside a wide margin
+    assert seeds_needed(1e9, 1e-3, True) == 2  # a huge effect: the fewest a t-test takes
+    assert seeds_needed(0.0, 1.0, True, margin=1e6) == 2  # far inside a wide margin
 
 
 VERDICT_CASES = [
     # (diff, p, p_tost, mode, expected)
-    (0.1, 0.01, float("nan"), "max", "better"), (-0.1, 0.01, float("nan"), "max", "worse"),
-    (0.1, 0.01, float("nan"), "min", "worse"), (-0.1, 0.01, float("nan"), "min", "better"),
-    (0.001, 0.01, 0.01, "max", "equivalent"),   # significant but inside the margin: the margin rules
-    (0.001, 0.5, 0.01, "max", "equivalent"), (0.001, 0.5, 0.2, "max", "undecided"),
-    (0.1, 0.05, 0.05, "max", "undecided"),       # strictly below alpha
+    (0.1, 0.01, float("nan"), "max", "better"),
+    (-0.1, 0.01, float("nan"), "max", "worse"),
+    (0.1, 0.01, float("nan"), "min", "worse"),
+    (-0.1, 0.01, float("nan"), "min", "better"),
+    (0.001, 0.01, 0.01, "max", "equivalent"),  # significant but inside the margin: the margin rules
+    (0.001, 0.5, 0.01, "max", "equivalent"),
+    (0.001, 0.5, 0.2, "max", "undecided"),
+    (0.1, 0.05, 0.05, "max", "undecided"),  # strictly below alpha
     (0.1, float("nan"), float("nan"), "max", "undecided"),
 ]
 
@@ -222,8 +239,15 @@ def test_judged_adjusts_each_family_by_holm():
     """Two comparisons, each significant alone (p = 0.03): after Holm over the two (0.06) neither is better;
     one comparison alone keeps its verdict. TOST p-values form their own family. A row without a comparison
     gets none."""
-    rows = pd.DataFrame({"paired": [True, True, None], "diff": [0.1, 0.2, None], "p": [0.03, 0.03, None],
-                         "p_tost": [0.02, 0.9, None], "seeds_needed": [12.0, 7.0, None]})
+    rows = pd.DataFrame(
+        {
+            "paired": [True, True, None],
+            "diff": [0.1, 0.2, None],
+            "p": [0.03, 0.03, None],
+            "p_tost": [0.02, 0.9, None],
+            "seeds_needed": [12.0, 7.0, None],
+        }
+    )
     out = judged(rows)
     assert list(out["p_holm"][:2]) == [0.06, 0.06] and list(out["p_tost_holm"][:2]) == [0.04, 0.9]
     assert list(out["verdict"][:2]) == ["equivalent", "undecided"] and pd.isna(out["verdict"][2])
@@ -259,16 +283,17 @@ def test_results_table_gets_interval_verdict_and_seeds_needed():
     rows += [("fisher", 0.1, s, v, 12.0 + s / 10) for s, v in enumerate((0.70, 0.81, 0.89, 0.76))]
     rows += [("hessian", 0.1, s, v, 9.0 - s / 10) for s, v in enumerate((0.505, 0.601, 0.702, 0.548))]
     rows += [("hessian", 1.0, s, v, 10.0 + s / 10) for s, v in enumerate((0.45, 0.70, 0.62, 0.60))]
-    frame = pd.DataFrame(rows, columns=["param_variant", "param_lam", "param_seed", "final_test_exact",
-                                        "final_time_total"]).assign(status="FINISHED")
+    frame = pd.DataFrame(
+        rows, columns=["param_variant", "param_lam", "param_seed", "final_test_exact", "final_time_total"]
+    ).assign(status="FINISHED")
     frame["param_lam"] = frame["param_lam"].astype("Float64")
     table = results_table(frame, ["test_exact", "time_total"], {"time_total": "min"}, {"test_exact": 0.02})
     by = table.set_index(["variant", "lam"])
     assert by.loc[("fisher", 0.1), "test_exact_verdict"] == "better"
     assert by.loc[("hessian", 0.1), "test_exact_verdict"] == "equivalent"
     assert by.loc[("hessian", 1.0), "test_exact_verdict"] == "undecided"
-    assert by.loc[("fisher", 0.1), "time_total_verdict"] == "worse"      # slower
-    assert by.loc[("hessian", 0.1), "time_total_verdict"] == "better"    # faster
+    assert by.loc[("fisher", 0.1), "time_total_verdict"] == "worse"  # slower
+    assert by.loc[("hessian", 0.1), "time_total_verdict"] == "better"  # faster
     assert by.loc[("fisher", 0.1), "test_exact_p_better"] == 1.0
     assert by.loc[("hessian", 1.0), "test_exact_seeds_needed"] > 4
     cells = formatted(table, ["test_exact", "time_total"], ("test_exact",)).set_index(["variant", "lam"])
@@ -286,15 +311,23 @@ def test_a_study_names_positive_margins_for_its_report_metrics(tmp_path):
     from tuner.study_file import load_study
 
     first, second = TASKS.get("ranking").REPORT_METRICS[:2]
+
     def study(margin):
         path = tmp_path / "s.yaml"
-        path.write_text("name: s\ntask: ranking\nmetric: valid_exact\ngrid: {variant: [baseline]}\n"
-                        f"report: {{margin: {margin}}}\n")
+        path.write_text(
+            "name: s\ntask: ranking\nmetric: valid_exact\ngrid: {variant: [baseline]}\n"
+            f"report: {{margin: {margin}}}\n"
+        )
         return path
+
     assert load_study(study(f"{{{first}: 0.01, {second}: 1}}")).report.margin == {first: 0.01, second: 1.0}
-    for bad, message in ((f"{{{first}: 0}}", f"{first}: a margin is a positive number"),
-                         (f"{{{first}: -0.1}}", "positive number"), (f"{{{first}: .nan}}", "positive number"),
-                         (f"{{{first}: true}}", "positive number"), (f"{{{first}: '0.1'}}", "positive number"),
-                         ("{train_loss: 0.1}", "report.margin.train_loss: task 'ranking' tables no metric")):
+    for bad, message in (
+        (f"{{{first}: 0}}", f"{first}: a margin is a positive number"),
+        (f"{{{first}: -0.1}}", "positive number"),
+        (f"{{{first}: .nan}}", "positive number"),
+        (f"{{{first}: true}}", "positive number"),
+        (f"{{{first}: '0.1'}}", "positive number"),
+        ("{train_loss: 0.1}", "report.margin.train_loss: task 'ranking' tables no metric"),
+    ):
         with pytest.raises(StudyError, match=message):
             load_study(study(bad))

@@ -1,17 +1,30 @@
 """The report's statistics against hand-computed values."""
+
 import math
 
 import pandas as pd
 import pytest
 
-from tuner.report.timings import runtime_table
 from tuner.report.stats import compare, formatted, results_table
+from tuner.report.timings import runtime_table
 
 
 def trials(rows):
-    frame = pd.DataFrame(rows, columns=["param_loss", "param_variant", "param_lam", "param_seed", "final_test_exact",
-                                        "final_time_total", "final_time_loss", "final_time_network", "final_time_data",
-                                        "final_time_eval"])
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "param_loss",
+            "param_variant",
+            "param_lam",
+            "param_seed",
+            "final_test_exact",
+            "final_time_total",
+            "final_time_loss",
+            "final_time_network",
+            "final_time_data",
+            "final_time_eval",
+        ],
+    )
     frame["status"] = "FINISHED"
     frame["param_lam"] = frame["param_lam"].astype("Float64")
     return frame
@@ -37,6 +50,7 @@ def test_welch_when_seeds_do_not_match():
     t = trials(BASE + other)
     result = compare(t[t.param_variant == "fisher"], t[t.param_variant == "baseline"], "test_exact")
     from scipy import stats
+
     expected = stats.ttest_ind([0.6, 0.8, 0.9, 0.7], [0.5, 0.6, 0.7], equal_var=False).pvalue
     assert result["test"] == "Welch t" and result["p"] == pytest.approx(expected)
     assert result["d"] == pytest.approx((0.75 - 0.6) / math.sqrt((0.0166667 + 0.01) / 2), rel=1e-4)
@@ -61,8 +75,9 @@ def test_lambda_ablation_needs_two_lambdas_within_one_setting(tmp_path):
     """Table 2 runs λ 1000 for L1 and 3000 for L2: two λ in the study, but one per setting, so no ablation plot."""
     from tuner.report.plots import lambda_ablation
 
-    one_per_setting = trials(BASE + FISHER + [("ss", "baseline", None, 0, 0.5, 1, 1, 1, 1, 1),
-                                              ("ss", "fisher", 3.0, 0, 0.6, 1, 1, 1, 1, 1)])
+    one_per_setting = trials(
+        BASE + FISHER + [("ss", "baseline", None, 0, 0.5, 1, 1, 1, 1, 1), ("ss", "fisher", 3.0, 0, 0.6, 1, 1, 1, 1, 1)]
+    )
     assert not lambda_ablation(one_per_setting, "test_exact", "t", tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
     swept = trials(BASE + FISHER + [(loss, variant, 1.0, s, v, *rest) for loss, variant, _, s, v, *rest in FISHER])
@@ -73,22 +88,33 @@ def test_lambda_ablation_needs_two_lambdas_within_one_setting(tmp_path):
 def test_markdown_cells_leave_every_kind_of_missing_value_blank():
     from tuner.report import markdown_table
 
-    frame = pd.DataFrame({"tau": pd.array([1.0, None], dtype="Float64"), "loss": ["a|b", None],
-                          "beta": [float("nan"), 10.0]})
+    frame = pd.DataFrame(
+        {"tau": pd.array([1.0, None], dtype="Float64"), "loss": ["a|b", None], "beta": [float("nan"), 10.0]}
+    )
     assert markdown_table(frame).splitlines()[2:] == ["| 1.0 | a\\|b |  |", "|  |  | 10.0 |"]
 
 
 def test_newton_system_table_takes_the_whole_run_per_setting_and_lambda():
     from tuner.report.newton_system import newton_system_table
 
-    frame = trials([("ns", "baseline", None, 0, 0.5, 1, 1, 1, 1, 1),
-                    ("ns", "hessian", 0.1, 0, 0.5, 1, 1, 1, 1, 1), ("ns", "hessian", 0.1, 1, 0.5, 1, 1, 1, 1, 1),
-                    ("ns", "hessian", 1.0, 0, 0.5, 1, 1, 1, 1, 1)])
+    frame = trials(
+        [
+            ("ns", "baseline", None, 0, 0.5, 1, 1, 1, 1, 1),
+            ("ns", "hessian", 0.1, 0, 0.5, 1, 1, 1, 1, 1),
+            ("ns", "hessian", 0.1, 1, 0.5, 1, 1, 1, 1, 1),
+            ("ns", "hessian", 1.0, 0, 0.5, 1, 1, 1, 1, 1),
+        ]
+    )
     frame["run_id"] = ["b", "h1", "h2", "h3"]
     logged = {"h1": [(-0.2, 0.5), (0.05, 0.0)], "h2": [(-0.1, 1.0), (-0.3, 1.0)], "h3": [(0.7, 0.0), (0.9, 0.0)]}
-    history = pd.DataFrame([{"run_id": run, "metric": metric, "step": step, "value": value}
-                            for run, rows in logged.items() for step, pair in enumerate(rows)
-                            for metric, value in zip(("newton_min_eigenvalue", "newton_indefinite_share"), pair)])
+    history = pd.DataFrame(
+        [
+            {"run_id": run, "metric": metric, "step": step, "value": value}
+            for run, rows in logged.items()
+            for step, pair in enumerate(rows)
+            for metric, value in zip(("newton_min_eigenvalue", "newton_indefinite_share"), pair)
+        ]
+    )
     table = newton_system_table(frame, history).set_index("lam")
     assert table.loc[0.1, "seeds"] == 2 and table.loc[0.1, "min_eigenvalue"] == pytest.approx(-0.3)
     assert table.loc[0.1, "indefinite_share"] == pytest.approx((0.25 + 1.0) / 2)
@@ -106,10 +132,14 @@ def test_equal_paired_differences_are_no_significance():
     assert result["test"].startswith("paired t (undefined") and math.isnan(result["p"]) and math.isnan(result["d"])
     cells = formatted(results_table(t, ["test_exact"]), ["test_exact"], ("test_exact",))
     assert cells.loc[cells.variant == "hessian", "test_exact"].iloc[0] == "1.50 ± 0.71"  # no "*"
-    constant = trials(base[:1] + [("ss", "baseline", None, 2, 0.02, 1, 1, 1, 1, 1)] +
-                      [("ss", "hessian", 1.0, s, 0.05, 1, 1, 1, 1, 1) for s in (3, 4)])
-    welch = compare(constant[constant.param_variant == "hessian"], constant[constant.param_variant == "baseline"],
-                    "test_exact")
+    constant = trials(
+        base[:1]
+        + [("ss", "baseline", None, 2, 0.02, 1, 1, 1, 1, 1)]
+        + [("ss", "hessian", 1.0, s, 0.05, 1, 1, 1, 1, 1) for s in (3, 4)]
+    )
+    welch = compare(
+        constant[constant.param_variant == "hessian"], constant[constant.param_variant == "baseline"], "test_exact"
+    )
     assert welch["test"].startswith("Welch t (undefined") and math.isnan(welch["p"])
 
 
@@ -120,6 +150,7 @@ def test_holm_adjustment_equals_statsmodels():
     from statsmodels.stats.multitest import multipletests
 
     from tuner.report.stats import holm
+
     rng = np.random.default_rng(0)
     for trial in range(40):  # statsmodels takes ~0.3 s a call here
         m = rng.integers(1, 61)
@@ -138,8 +169,11 @@ def test_holm_adjustment_equals_statsmodels():
 def test_stars_follow_the_holm_adjusted_p():
     """Fifty λ settings, each a paired test at raw p = 0.0377 (the hand-computed case above): significant alone,
     but not after Holm over the family of 50 (adjusted p = 1), so no star; a single test keeps its star."""
-    many = [("ns", "fisher", 10.0 ** (k / 10), s, v, 11.0, 2.0, 8.0, 0.5, 0.5) for k in range(50)
-            for s, v in zip((0, 1, 2), (0.6, 0.8, 0.9))]
+    many = [
+        ("ns", "fisher", 10.0 ** (k / 10), s, v, 11.0, 2.0, 8.0, 0.5, 0.5)
+        for k in range(50)
+        for s, v in zip((0, 1, 2), (0.6, 0.8, 0.9))
+    ]
     table = results_table(trials(BASE + many), ["test_exact"])
     fisher = table[table.variant == "fisher"]
     assert fisher["test_exact_p"].to_numpy() == pytest.approx([0.037750] * 50, abs=1e-5)
@@ -154,17 +188,30 @@ def test_stars_follow_the_holm_adjusted_p():
 def test_best_lambda_follows_the_mode():
     from tuner.report.plots import best_lambda
 
-    frame = trials([("ns", "fisher", lam, s, v, 1, 1, 1, 1, 1) for lam, values in ((0.1, (0.2, 0.4)), (1.0, (0.6, 0.8)))
-                    for s, v in zip((0, 1), values)])
+    frame = trials(
+        [
+            ("ns", "fisher", lam, s, v, 1, 1, 1, 1, 1)
+            for lam, values in ((0.1, (0.2, 0.4)), (1.0, (0.6, 0.8)))
+            for s, v in zip((0, 1), values)
+        ]
+    )
     assert best_lambda(frame, "test_exact", "max") == 1.0 and best_lambda(frame, "test_exact", "min") == 0.1
 
 
 SEARCH_CHOICES = [
     # (choices, value as the search gave it or as a param logged it, expected)
-    ((0.5, 1, None), None, None), ((0.5, 1, None), 1, 1), ((0.5, 1, None), 1.0, 1), ((0.5, 1, None), "1.0", 1),
-    ((0.5, 1, None), "None", None), ((0.5, 1, None), "0.5", 0.5), ((True, False), "False", False),
-    ((True, False), False, False), (("softsort", "neuralsort"), "neuralsort", "neuralsort"),
-    ((0, 1), "1", 1), ((1e-3, 1e3), "0.001", 1e-3), (("1", 1), "1", "1"),
+    ((0.5, 1, None), None, None),
+    ((0.5, 1, None), 1, 1),
+    ((0.5, 1, None), 1.0, 1),
+    ((0.5, 1, None), "1.0", 1),
+    ((0.5, 1, None), "None", None),
+    ((0.5, 1, None), "0.5", 0.5),
+    ((True, False), "False", False),
+    ((True, False), False, False),
+    (("softsort", "neuralsort"), "neuralsort", "neuralsort"),
+    ((0, 1), "1", 1),
+    ((1e-3, 1e3), "0.001", 1e-3),
+    (("1", 1), "1", "1"),
 ]
 
 
@@ -173,6 +220,7 @@ def test_searched_values_map_back_to_their_choice(choices, value, expected):
     from optuna.distributions import CategoricalDistribution
 
     from tuner.report.search import searched_value
+
     got = searched_value("tau", CategoricalDistribution(list(choices)), value, "t1")
     assert got == expected and type(got) is type(expected)
 
@@ -182,8 +230,12 @@ def test_a_value_matching_no_choice_is_a_clear_error():
 
     from tuner.errors import ReportError
     from tuner.report.search import searched_value
-    with pytest.raises(ReportError, match=r"search parameter 'tau': trial t7 has value '2.0', which matches none of "
-                                          r"the study's choices \[0.5, 1, None\]"):
+
+    with pytest.raises(
+        ReportError,
+        match=r"search parameter 'tau': trial t7 has value '2.0', which matches none of "
+        r"the study's choices \[0.5, 1, None\]",
+    ):
         searched_value("tau", CategoricalDistribution([0.5, 1, None]), "2.0", "t7")
 
 
@@ -195,10 +247,17 @@ def test_report_figures_leave_the_process_warning_filters_alone(tmp_path):
     import numpy as np
 
     from tuner.report.plots import curves
+
     frame = trials(BASE + FISHER)
     frame["run_id"] = [f"r{i}" for i in range(len(frame))]
-    history = pd.DataFrame([{"run_id": run, "metric": metric, "step": step, "value": float(step)}
-                            for run in frame["run_id"] for step in (1, 2) for metric in ("test_exact", "time_total")])
+    history = pd.DataFrame(
+        [
+            {"run_id": run, "metric": metric, "step": step, "value": float(step)}
+            for run in frame["run_id"]
+            for step in (1, 2)
+            for metric in ("test_exact", "time_total")
+        ]
+    )
     before = list(warnings.filters)
     curves(frame, history, "test_exact", "max", "step", "t", tmp_path / "c.png")
     assert warnings.filters == before
@@ -221,7 +280,8 @@ def test_mixed_library_versions_or_devices_are_a_warning():
     frame["env_diffsort"] = "0.2.0"
     frame["device"] = "cpu"
     assert mixed_environments(frame) == [
-        "trials compared here ran with different torch: 2.13.0 (5 trials), 2.14.1 (1 trials)"]
+        "trials compared here ran with different torch: 2.13.0 (5 trials), 2.14.1 (1 trials)"
+    ]
     frame["env_torch"] = "2.13.0"
     assert mixed_environments(frame) == []
 
@@ -236,9 +296,42 @@ def test_trials_that_ran_other_code_than_the_driver_shipped_are_a_warning():
     assert mixed_environments(frame, shipped_code="aaaa") == []
     assert mixed_environments(frame, shipped_code="bbbb") == [
         "6 of 6 trials ran code other than the driver's (code hash bbbb): a node with another checkout or installed "
-        "version of this project"]
+        "version of this project"
+    ]
     frame["env_code_hash"] = ["aaaa"] * 4 + ["cccc"] * 2
     lines = mixed_environments(frame, shipped_code="aaaa")
-    assert lines == ["trials compared here ran with different code_hash: aaaa (4 trials), cccc (2 trials)",
-                     "2 of 6 trials ran code other than the driver's (code hash aaaa): a node with another checkout or "
-                     "installed version of this project"]
+    assert lines == [
+        "trials compared here ran with different code_hash: aaaa (4 trials), cccc (2 trials)",
+        "2 of 6 trials ran code other than the driver's (code hash aaaa): a node with another checkout or "
+        "installed version of this project",
+    ]
+
+
+def test_trials_sharing_a_gpu_are_counted_from_their_gpu_ids_and_times():
+    """Four trials on GPU 0 of which three overlap, one on GPU 1 alone, one without a GPU; counted by hand."""
+    from tuner.report.consistency import gpu_sharing, shared_gpu_timings
+
+    t = pd.Timestamp("2026-12-01 10:00", tz="UTC")
+    minutes = pd.Timedelta(minutes=1)
+    frame = pd.DataFrame(
+        {
+            "ray_gpu_ids": ["0", "0", "0", "0", "1", ""],
+            "start_time": [t, t + 1 * minutes, t + 2 * minutes, t + 10 * minutes, t, t],
+            "end_time": [
+                t + 5 * minutes,
+                t + 6 * minutes,
+                t + 3 * minutes,
+                t + 11 * minutes,
+                t + 9 * minutes,
+                t + 9 * minutes,
+            ],
+            "status": "FINISHED",
+        }
+    )
+    assert list(gpu_sharing(frame)) == [3, 3, 3, 1, 1, 0]
+    (line,) = shared_gpu_timings(frame, ["time_total"])
+    assert line.startswith(
+        "time_total were measured while trials shared a GPU: up to 3 trials on one GPU at once "
+        "(3 of 6 trials shared theirs)"
+    )
+    assert shared_gpu_timings(frame, []) == [] and shared_gpu_timings(frame.iloc[3:], ["time_total"]) == []

@@ -1,4 +1,5 @@
 """``tuner resume`` after the driver was SIGKILLed: nothing lost, nothing run or logged twice."""
+
 import os
 import signal
 import subprocess
@@ -33,8 +34,12 @@ def trial_runs(store):
 
 def run_and_kill_when(path, store, ready, never: str) -> None:
     """``tuner run`` the study, and SIGKILL the driver's process group as soon as ``ready()``."""
-    driver = subprocess.Popen([TUNER, "run", path, "--storage", store], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = subprocess.Popen(
+        [TUNER, "run", path, "--storage", store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while not ready():
         assert driver.poll() is None, "the study ended before it could be killed"
@@ -47,9 +52,18 @@ def run_and_kill_when(path, store, ready, never: str) -> None:
 @pytest.mark.parametrize("kill_in", ["grid", "search"])
 def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_in):
     params = {**TINY_PARAMS, "steps": 360, "eval_every": 30}  # a few seconds per trial: the kill lands mid-trial
-    path = tiny_study(tmp_path, name="slow", params=params,
-                      search={"trials": 3, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
-                              "sampler_seed": 3, "replicate": True})
+    path = tiny_study(
+        tmp_path,
+        name="slow",
+        params=params,
+        search={
+            "trials": 3,
+            "fixed": {"variant": "fisher"},
+            "space": {"lam": {"log": [0.01, 100]}},
+            "sampler_seed": 3,
+            "replicate": True,
+        },
+    )
     store = tmp_path / "store"
 
     def finished_and_running():
@@ -58,8 +72,10 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
         # (num_to_keep = 2), so the state on disk holds a checkpoint of that trial
         phase_runs = [r for r in trial_runs(store) if r.data.tags["phase"] == kill_in]
         running = [r for r in phase_runs if r.info.status == "RUNNING"]
-        return any(r.info.status == "FINISHED" for r in phase_runs) and any(120 <= last_step(store, r) < 330
-                                                                          for r in running)
+        return any(r.info.status == "FINISHED" for r in phase_runs) and any(
+            120 <= last_step(store, r) < 330 for r in running
+        )
+
     run_and_kill_when(path, store, finished_and_running, "never saw a finished and a running trial together")
     before = {r.data.tags["trial_id"]: r.info.status for r in trial_runs(store)}
     assert "RUNNING" in before.values()
@@ -93,22 +109,36 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
     assert all(t.user_attrs.get("orphaned") for t in stored if t.state != optuna.trial.TrialState.COMPLETE)
     continued = [r for r in runs if before.get(r.data.tags["trial_id"]) == "RUNNING"]
     assert continued and all(r.data.tags.get("resumed") == "true" for r in continued)
-    assert any(0 < int(r.data.tags.get("resumed_from_step", 0)) < 360 for r in continued), \
+    assert any(0 < int(r.data.tags.get("resumed_from_step", 0)) < 360 for r in continued), (
         "no interrupted trial continued from a mid-way checkpoint"
+    )
 
 
 def test_resume_counts_the_failures_of_phases_finished_before_the_kill(tmp_path):
     """A grid trial fails (lr 1e30: non-finite at step 2); the driver is killed in the search phase, after the
     grid was done. ``tuner resume`` must still report that failure: exit 1 and a FAILED parent run."""
     grid = [{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1], "lr": [1e30]}]
-    path = tiny_study(tmp_path, name="slow", grid=grid, seeds=[0],
-                      params={**TINY_PARAMS, "steps": 300, "eval_every": 30},
-                      search={"trials": 2, "fixed": {"variant": "fisher"}, "space": {"lam": {"log": [0.01, 100]}},
-                              "replicate": False})
+    path = tiny_study(
+        tmp_path,
+        name="slow",
+        grid=grid,
+        seeds=[0],
+        params={**TINY_PARAMS, "steps": 300, "eval_every": 30},
+        search={
+            "trials": 2,
+            "fixed": {"variant": "fisher"},
+            "space": {"lam": {"log": [0.01, 100]}},
+            "replicate": False,
+        },
+    )
     store = tmp_path / "store"
     state_file = store / "slow" / "study.json"
-    run_and_kill_when(path, store, lambda: state_file.exists() and load_state(state_file.parent).phases.get(
-        "grid") == "done", "the grid phase never finished")
+    run_and_kill_when(
+        path,
+        store,
+        lambda: state_file.exists() and load_state(state_file.parent).phases.get("grid") == "done",
+        "the grid phase never finished",
+    )
     assert load_state(store / "slow").failed == {"grid": 1}
 
     result = run_tuner("resume", "slow", "--storage", store, timeout=400)
@@ -118,4 +148,3 @@ def test_resume_counts_the_failures_of_phases_finished_before_the_kill(tmp_path)
     assert state.phases == {"grid": "done", "search": "done"} and state.failed == {"grid": 1, "search": 0}
     parent = MlflowClient(state.mlflow_uri).get_run(state.parent_run_id)
     assert parent.info.status == "FAILED"
-

@@ -1,5 +1,6 @@
 """Searches through the real CLI on real Optuna storage: two objectives with their Pareto front, warm starts,
 ``tuner dashboard`` (a real optuna-dashboard server) and the one-line errors of each."""
+
 import json
 import urllib.request
 
@@ -26,10 +27,20 @@ def trial_runs(store, name):
 
 def test_two_objectives_search_replicate_the_front_and_report_it(tmp_path):
     store = tmp_path / "store"
-    path = tiny_study(tmp_path, name="two", params={**TINY_PARAMS, "steps": 6, "eval_every": 3},
-                      metric=["valid_elementwise", "time_total"], mode=["max", "min"], grid=[],
-                      search={"trials": 5, "startup_trials": 2, "sampler_seed": 1,
-                              "space": {"variant": {"choice": ["baseline", "fisher"]}, "lam": {"log": [0.01, 100]}}})
+    path = tiny_study(
+        tmp_path,
+        name="two",
+        params={**TINY_PARAMS, "steps": 6, "eval_every": 3},
+        metric=["valid_elementwise", "time_total"],
+        mode=["max", "min"],
+        grid=[],
+        search={
+            "trials": 5,
+            "startup_trials": 2,
+            "sampler_seed": 1,
+            "space": {"variant": {"choice": ["baseline", "fisher"]}, "lam": {"log": [0.01, 100]}},
+        },
+    )
     result = run_tuner("run", path, "--storage", store, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -51,7 +62,8 @@ def test_two_objectives_search_replicate_the_front_and_report_it(tmp_path):
     assert {(s["variant"], s["lam"]) for s in state.front} == front
     replicated = [json.loads(r.data.tags["trial_config"]) for r in runs if r.data.tags["phase"] == "replicate"]
     assert sorted((c["variant"], c["lam"], c["seed"]) for c in replicated) == sorted(
-        (v, lam, seed) for v, lam in front for seed in (0, 1))
+        (v, lam, seed) for v, lam in front for seed in (0, 1)
+    )
 
     report = run_tuner("report", "two", "--storage", store)
     assert report.returncode == 0, report.stderr[-3000:]
@@ -59,8 +71,14 @@ def test_two_objectives_search_replicate_the_front_and_report_it(tmp_path):
     table = pd.read_csv(out / "pareto_front.csv")
     best_runs = {t.user_attrs["mlflow_run_id"] for t in found.best_trials}
     assert sorted(table["trial"]) == sorted(search[r].info.run_name for r in best_runs)
-    for name in ("pareto_front.png", "search_parallel.png", "search_contour.png", "search_slice.png",
-                 "search_importances.png", "search_history.png"):
+    for name in (
+        "pareto_front.png",
+        "search_parallel.png",
+        "search_contour.png",
+        "search_slice.png",
+        "search_importances.png",
+        "search_history.png",
+    ):
         assert (out / name).stat().st_size > 10_000, name
     text = (out / "report.md").read_text()
     assert "## Pareto front" in text and "Objectives: `valid_elementwise` (max), `time_total` (min)" in text
@@ -90,8 +108,10 @@ def test_warm_start_seeds_the_sampler_and_the_dashboard_shows_it(tmp_path):
     assert len(trial_runs(store, "warm")) == 2  # seeded trials are not run again
 
     port = free_port()
-    with serving([TUNER, "dashboard", "warm", "--storage", str(store), "--port", str(port)],
-                 f"http://127.0.0.1:{port}/api/studies"):
+    with serving(
+        [TUNER, "dashboard", "warm", "--storage", str(store), "--port", str(port)],
+        f"http://127.0.0.1:{port}/api/studies",
+    ):
         studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]
         (entry,) = [s for s in studies if s["study_name"] == "warm"]
         detail = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{entry['study_id']}"))
@@ -106,17 +126,39 @@ def test_search_storage_errors_are_one_line_and_write_nothing(tmp_path):
     grid_only = tiny_study(tmp_path, name="gridonly", seeds=[0], grid=[{"variant": ["baseline"]}])
     assert run_tuner("run", grid_only, "--storage", store, timeout=600).returncode == 0
     cases = [
-        (tiny_study(tmp_path, name="a", grid=[], search={**search, "warm_start": ["nope"]}), [],
-         "search.warm_start: study 'nope' is not in"),
-        (tiny_study(tmp_path, name="b", grid=[], search={**search, "warm_start": ["gridonly"]}), [],
-         "search.warm_start: study 'gridonly' kept no Optuna storage"),
-        (tiny_study(tmp_path, name="c", task="shortest_path", metric="valid_match_cost", grid=[],
-                    params={"loss": "ss_loss", "epochs": 1}, search={**search, "warm_start": ["gridonly"]}), [],
-         "search.warm_start: study 'gridonly' is of task 'ranking', not 'shortest_path'"),
-        (tiny_study(tmp_path, name="d", grid=[], search=search), ["--optuna-storage", "nosuchdb://x"],
-         "cannot open the Optuna storage nosuchdb://x"),
-        (tiny_study(tmp_path, name="e", seeds=[0], grid=[{"variant": ["baseline"]}]),
-         ["--optuna-storage", f"sqlite:///{tmp_path / 'o.db'}"], "has no search phase to keep there"),
+        (
+            tiny_study(tmp_path, name="a", grid=[], search={**search, "warm_start": ["nope"]}),
+            [],
+            "search.warm_start: study 'nope' is not in",
+        ),
+        (
+            tiny_study(tmp_path, name="b", grid=[], search={**search, "warm_start": ["gridonly"]}),
+            [],
+            "search.warm_start: study 'gridonly' kept no Optuna storage",
+        ),
+        (
+            tiny_study(
+                tmp_path,
+                name="c",
+                task="shortest_path",
+                metric="valid_match_cost",
+                grid=[],
+                params={"loss": "ss_loss", "epochs": 1},
+                search={**search, "warm_start": ["gridonly"]},
+            ),
+            [],
+            "search.warm_start: study 'gridonly' is of task 'ranking', not 'shortest_path'",
+        ),
+        (
+            tiny_study(tmp_path, name="d", grid=[], search=search),
+            ["--optuna-storage", "nosuchdb://x"],
+            "cannot open the Optuna storage nosuchdb://x",
+        ),
+        (
+            tiny_study(tmp_path, name="e", seeds=[0], grid=[{"variant": ["baseline"]}]),
+            ["--optuna-storage", f"sqlite:///{tmp_path / 'o.db'}"],
+            "has no search phase to keep there",
+        ),
     ]
     for path, extra, message in cases:
         result = run_tuner("run", path, "--storage", store, *extra, timeout=120)

@@ -1,5 +1,6 @@
 """The typed study state: saved and loaded whole, old untyped states upgraded, a damaged one refused in one line,
 storage locations the tuner cannot write refused before anything is written, killed writers' leftovers cleared."""
+
 import json
 import os
 import subprocess
@@ -19,18 +20,35 @@ STUDY = Study(name="s", task="ranking", metric="valid_elementwise", grid=[{"vari
 
 
 def test_saved_state_loads_back_equal(tmp_path):
-    state = StudyState(study=STUDY, mlflow_uri="sqlite:////x/mlflow.db", experiment_id="3", parent_run_id="abc",
-                       phases={"grid": "done"}, failed={"grid": 0}, best={"lam": 0.1},
-                       optuna=OptunaRef(url="sqlite:////x/optuna.db", study="s"))
+    state = StudyState(
+        study=STUDY,
+        mlflow_uri="sqlite:////x/mlflow.db",
+        experiment_id="3",
+        parent_run_id="abc",
+        phases={"grid": "done"},
+        failed={"grid": 0},
+        best={"lam": 0.1},
+        optuna=OptunaRef(url="sqlite:////x/optuna.db", study="s"),
+    )
     save_state(tmp_path, state)
     assert load_state(tmp_path) == state and load_state(tmp_path).execution_id == "abc"
     assert not [p for p in tmp_path.iterdir() if p.name != STATE_FILE]  # no temporary file left
 
 
 def test_a_state_of_the_untyped_version_is_upgraded(tmp_path):
-    old = {"study": STUDY.model_dump(mode="json"), "mlflow_uri": "sqlite:////x/mlflow.db", "experiment_id": "1",
-           "parent_run_id": "p", "git_commit": "c", "git_dirty": "False", "phases": {"search": "started"},
-           "failed": {}, "best": None, "optuna_storage": "sqlite:////x/optuna.db", "optuna_study": "s"}
+    old = {
+        "study": STUDY.model_dump(mode="json"),
+        "mlflow_uri": "sqlite:////x/mlflow.db",
+        "experiment_id": "1",
+        "parent_run_id": "p",
+        "git_commit": "c",
+        "git_dirty": "False",
+        "phases": {"search": "started"},
+        "failed": {},
+        "best": None,
+        "optuna_storage": "sqlite:////x/optuna.db",
+        "optuna_study": "s",
+    }
     (tmp_path / STATE_FILE).write_text(json.dumps(old))
     state = load_state(tmp_path)
     assert state.optuna == OptunaRef(url="sqlite:////x/optuna.db", study="s") and state.phases == {"search": "started"}
@@ -62,18 +80,21 @@ def test_killed_writers_leftovers_are_cleared(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from tuner.atomic_files import atomic_filesystem
-        stream = atomic_filesystem().open_output_stream({str(tmp_path / 'phase' / 'experiment_state-x.json')!r})
+        stream = atomic_filesystem().open_output_stream({str(tmp_path / "phase" / "experiment_state-x.json")!r})
         stream.write(b'half')
         stream.flush()
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     assert subprocess.run([sys.executable, "-c", script], cwd=REPO).returncode == -9
-    (tmp_path / "phase" / "trial" ).mkdir()
+    (tmp_path / "phase" / "trial").mkdir()
     (tmp_path / "phase" / "trial" / ".result.json.0123.partial").write_text("x")
     (tmp_path / "phase" / "keep.json").write_text("{}")
     assert remove_partials(tmp_path / "phase") == 2
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["phase", "phase/keep.json",
-                                                                              "phase/trial"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "phase",
+        "phase/keep.json",
+        "phase/trial",
+    ]
     assert remove_partials(tmp_path / "missing") == 0
 
 

@@ -1,5 +1,6 @@
 """``studies/table9_cvxpylayers.yaml`` at its smoke scale through the real CLI: Ray Tune, MLflow, then the report
 with its per-seed paired table beside the paper's Table 9; the smoke run's losses pinned."""
+
 import pandas as pd
 import pytest
 
@@ -17,8 +18,16 @@ PINNED = {("baseline", 1): 0.907811, ("baseline", 2): 0.524728, ("fisher", 1): 0
 
 def test_table9_smoke_runs_and_reports_the_paired_seeds(tmp_path):
     store = tmp_path / "store"
-    run = run_tuner("run", REPO / "studies" / "table9_cvxpylayers.yaml", "--scale", "smoke", "--storage", store,
-                    timeout=900, cwd=tmp_path)
+    run = run_tuner(
+        "run",
+        REPO / "studies" / "table9_cvxpylayers.yaml",
+        "--scale",
+        "smoke",
+        "--storage",
+        store,
+        timeout=900,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     state = load_state(store / "table9_cvxpylayers-smoke")
     trials, _ = study_tables(state.mlflow_uri, state.experiment_id, state.execution_id)

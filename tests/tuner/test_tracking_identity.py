@@ -1,17 +1,36 @@
 """Identity is an id: an execution's reads and sweeps see only its own runs, even where two executions share an
 experiment and trial ids; a trial's step ledger follows the task contract's ``step``, whatever metrics it reports.
 A real MLflow SQLite store; no Ray."""
+
 from mlflow.tracking import MlflowClient
 
 from tuner.state import TrialContext
-from tuner.tracking import (LEDGER_TAG, TrialRun, close_orphans, executions, find_trial_run, last_logged_step,
-                            prepare_experiment, start_parent_run, study_runs)
+from tuner.tracking import (
+    LEDGER_TAG,
+    TrialRun,
+    close_orphans,
+    executions,
+    find_trial_run,
+    last_logged_step,
+    prepare_experiment,
+    start_parent_run,
+    study_runs,
+)
 
 
 def context(uri, experiment, execution, phase="grid"):
-    return TrialContext(study="quickstart", task="ranking", phase=phase, execution_id=execution, mlflow_uri=uri,
-                        experiment_id=experiment, git_commit="c", git_dirty="False", code_hash="h",
-                        objectives=("acc",))
+    return TrialContext(
+        study="quickstart",
+        task="ranking",
+        phase=phase,
+        execution_id=execution,
+        mlflow_uri=uri,
+        experiment_id=experiment,
+        git_commit="c",
+        git_dirty="False",
+        code_hash="h",
+        objectives=("acc",),
+    )
 
 
 def two_executions(tmp_path):
@@ -48,7 +67,7 @@ def test_the_ledger_follows_step_for_a_task_without_train_loss(tmp_path):
     for step in (3, 6, 9):  # training is deterministic from the checkpoint: steps 3 and 6 come again
         again.log({"step": step, "acc": step / 10})
     client = MlflowClient(uri)
-    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "acc")] == [(3, .3), (6, .6), (9, .9)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "acc")] == [(3, 0.3), (6, 0.6), (9, 0.9)]
     assert again.final_metrics() == {"acc": 0.9, "step": 9}
     assert client.get_run(run.run_id).data.tags[LEDGER_TAG] == "9"
 

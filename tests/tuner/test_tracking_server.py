@@ -1,5 +1,6 @@
 """A tracking server that is not there, or that dies during a study: one line naming it, nothing half-written,
 and ``tuner resume`` finishes the study once the server is back."""
+
 import os
 import signal
 import subprocess
@@ -26,14 +27,28 @@ def test_a_tracking_server_that_is_not_there_is_one_line_in_seconds_and_nothing_
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"tuner: error: no MLflow tracking server answers at {uri} ([Errno 111] Connection refused); start one with "
-        "`mlflow server --host HOST --port PORT` or check --mlflow-uri"]
+        "`mlflow server --host HOST --port PORT` or check --mlflow-uri"
+    ]
     assert not (tmp_path / "store").exists()
 
 
 def start_server(folder, port):
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-               "--artifacts-destination", str(folder / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'server.db'}",
+        "--artifacts-destination",
+        str(folder / "server-artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while True:
@@ -56,8 +71,13 @@ def test_a_server_dying_mid_study_stops_it_in_one_line_and_resume_finishes_it(tm
     path = tiny_study(tmp_path, name="dies", params={**TINY_PARAMS, "steps": 200, "eval_every": 20})
     store = tmp_path / "store"
     server = start_server(tmp_path, port)
-    driver = subprocess.Popen([TUNER, "run", path, "--storage", store, "--mlflow-uri", uri], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    driver = subprocess.Popen(
+        [TUNER, "run", path, "--storage", store, "--mlflow-uri", uri],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 240
         while time.time() < deadline:  # wait until a trial has logged a few steps

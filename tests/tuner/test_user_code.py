@@ -9,7 +9,10 @@ from tuner.state import load_state
 
 from .helpers import EXAMPLE, install_example, run_tuner
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("test_user_code"),
+]  # one worker runs the module: its fixture once
 STUDY = EXAMPLE / "studies" / "topk.yaml"
 
 
@@ -47,7 +50,9 @@ def test_the_example_package_runs_by_its_entry_points_and_reports(site, tmp_path
     assert list(table["variant"]) == ["baseline", "hessian", "hessian", "fisher", "fisher"]
     assert table["test_topk_mean"].between(0, 1).all() and "test_top1_mean" in table
     text = (store / "topk_digits-smoke" / "report" / "report.md").read_text()
-    assert "test_topk" in text and "mean ± std over seeds, ×100" in text and "top-k accuracy (valid)" not in text  # a label, in the plot
+    assert (
+        "test_topk" in text and "mean ± std over seeds, ×100" in text and "top-k accuracy (valid)" not in text
+    )  # a label, in the plot
 
 
 def test_the_example_by_import_path_without_installing(tmp_path):
@@ -57,20 +62,31 @@ def test_the_example_by_import_path_without_installing(tmp_path):
     study["params"]["loss"] = "topk_lab.loss:DiffSortTopKLoss"
     path = tmp_path / "topk_paths.yaml"
     path.write_text(yaml.safe_dump(study))
-    result = run_tuner("run", path, "--scale", "smoke", "--storage", tmp_path / "store",
-                       env={"PYTHONPATH": str(EXAMPLE)}, timeout=600)
+    result = run_tuner(
+        "run", path, "--scale", "smoke", "--storage", tmp_path / "store", env={"PYTHONPATH": str(EXAMPLE)}, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_state(tmp_path / "store" / "topk_paths-smoke")
     (run,) = MlflowClient(state.mlflow_uri).search_runs([state.experiment_id], "tags.role = 'trial'")
     assert run.info.status == "FINISHED" and run.data.tags["code.task"].startswith("import path | topk_lab.task")
 
 
-@pytest.mark.parametrize("task, module, message", [
-    ("brokenlab.task", "task.py", "task: task 'brokenlab.task': cannot import module 'brokenlab.task' "
-                                  "(ZeroDivisionError: division by zero)"),
-    ("brokenlab.task", None, "task: task 'brokenlab.task': cannot import module 'brokenlab.task' "
-                             "(ModuleNotFoundError: No module named 'brokenlab.task')"),
-])
+@pytest.mark.parametrize(
+    "task, module, message",
+    [
+        (
+            "brokenlab.task",
+            "task.py",
+            "task: task 'brokenlab.task': cannot import module 'brokenlab.task' (ZeroDivisionError: division by zero)",
+        ),
+        (
+            "brokenlab.task",
+            None,
+            "task: task 'brokenlab.task': cannot import module 'brokenlab.task' "
+            "(ModuleNotFoundError: No module named 'brokenlab.task')",
+        ),
+    ],
+)
 def test_a_user_package_that_fails_to_import_is_one_line(tmp_path, task, module, message):
     package = tmp_path / "code" / "brokenlab"
     package.mkdir(parents=True)

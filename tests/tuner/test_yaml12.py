@@ -1,5 +1,6 @@
 """Study files read numbers as researchers write them: YAML 1.2's core schema, checked against ruamel.yaml (a YAML
 1.2 loader we did not write) on the spellings ML configs use, and through the study loader end to end."""
+
 import math
 
 import pytest
@@ -9,10 +10,49 @@ from tuner.errors import StudyError
 from tuner.study_file import load_study
 from tuner.yaml12 import load_yaml12
 
-SPELLINGS = ["1e-3", "1E3", ".5", "+1e-2", "-1.5e+2", "1.0e-3", "3.", "0", "-0", "010", "0o17", "0x1F", "+12",
-             "12e", "1e3.5", "e3", ".e3", "1:20", "yes", "no", "on", "off", "Yes", "true", "False", "TRUE",
-             "null", "Null", "~", ".inf", "-.Inf", "+.INF", ".nan", ".NaN", "1,000", "inf",
-             "nan", "'1e-3'", '"1e3"', "λ", "fisher"]
+SPELLINGS = [
+    "1e-3",
+    "1E3",
+    ".5",
+    "+1e-2",
+    "-1.5e+2",
+    "1.0e-3",
+    "3.",
+    "0",
+    "-0",
+    "010",
+    "0o17",
+    "0x1F",
+    "+12",
+    "12e",
+    "1e3.5",
+    "e3",
+    ".e3",
+    "1:20",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "Yes",
+    "true",
+    "False",
+    "TRUE",
+    "null",
+    "Null",
+    "~",
+    ".inf",
+    "-.Inf",
+    "+.INF",
+    ".nan",
+    ".NaN",
+    "1,000",
+    "inf",
+    "nan",
+    "'1e-3'",
+    '"1e3"',
+    "λ",
+    "fisher",
+]
 # ruamel.yaml extends the 1.2 core schema with these (YAML 1.1 leftovers); the core schema reads them as strings
 OUTSIDE_THE_CORE_SCHEMA = ["1_000", "2001-12-14", "0b101"]
 

@@ -1,6 +1,7 @@
 """Which data each table of the report rests on: the ``data_source`` its trials logged (``describe``), and whether
 that is the paper's own data or a substitute, as the task's ``PAPER_DATA_SOURCES`` says (``tasks/contract.py``).
 The header names it per table; a table on a substitute, or on several sources, says so in its caption."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -13,9 +14,9 @@ COLUMN = "param_data_source"
 
 
 class TableData(NamedTuple):
-    header: list[str]    # report.md's header lines, one per group of tables
-    caption: str         # for the compared trials' tables (results, runtime, Newton system); "" if nothing to say
-    front_caption: str   # for the Pareto-front table (every trial, searched ones included)
+    header: list[str]  # report.md's header lines, one per group of tables
+    caption: str  # for the compared trials' tables (results, runtime, Newton system); "" if nothing to say
+    front_caption: str  # for the Pareto-front table (every trial, searched ones included)
 
 
 def table_data(compared: pd.DataFrame, trials: pd.DataFrame, task, front: bool) -> TableData:
@@ -47,8 +48,9 @@ def _line(trials: pd.DataFrame, paper: tuple[str, ...] | None) -> str:
     if len(counts) == 1:
         kind = _kind(counts.index[0], paper)
         return f"`{counts.index[0]}`" + (f" ({kind})" if kind else "")
-    return "mixed: " + ", ".join(f"`{s}` ({_trials(n)}{', ' + _kind(s, paper) if paper is not None else ''})"
-                                 for s, n in counts.items())
+    return "mixed: " + ", ".join(
+        f"`{s}` ({_trials(n)}{', ' + _kind(s, paper) if paper is not None else ''})" for s, n in counts.items()
+    )
 
 
 def _caption(trials: pd.DataFrame, paper: tuple[str, ...] | None) -> str:
@@ -57,8 +59,9 @@ def _caption(trials: pd.DataFrame, paper: tuple[str, ...] | None) -> str:
         listed = "; ".join(f"{s}: {_trials(n)}" for s, n in counts.items())
         return f" Mixed data sources ({listed}): rows on different data are not comparable."
     if len(counts) == 1 and paper is not None and not counts.index[0].startswith(paper):
-        return (f" Data: {counts.index[0]}, a substitute for the paper's data set: not comparable with the "
-                f"paper's numbers.")
+        return (
+            f" Data: {counts.index[0]}, a substitute for the paper's data set: not comparable with the paper's numbers."
+        )
     return ""
 
 

@@ -32,6 +32,7 @@ diverged run) or with fewer than two seeds a side is undefined: no p, and the co
 For a sequential design (more seeds, then another look), ``decide`` judges one comparison on the seeds finished so
 far, and ``judged`` a family, at the α the caller's spending function allots to that look.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,13 +45,13 @@ from scipy import stats
 from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
-ALPHA = 0.05          # the level of every verdict and of the seeds-needed power analysis
+ALPHA = 0.05  # the level of every verdict and of the seeds-needed power analysis
 POWER = 0.8
 CONFIDENCE = 0.95
 RESAMPLES = 9999
-MAX_SEEDS = 1000      # seeds-needed beyond this is "> 1000"
-MAX_EFFECT = 1e6      # Cohen's d used in power analysis at most this
-NO_SPREAD = 1e-12     # a std at or below this share of the values' magnitude is zero up to floating-point rounding
+MAX_SEEDS = 1000  # seeds-needed beyond this is "> 1000"
+MAX_EFFECT = 1e6  # Cohen's d used in power analysis at most this
+NO_SPREAD = 1e-12  # a std at or below this share of the values' magnitude is zero up to floating-point rounding
 VERDICTS = ("better", "worse", "equivalent", "undecided")
 LOWER_BETTER_PREFIX = "time_"  # time_total, time_loss, ...: seconds, lower is better
 
@@ -58,16 +59,17 @@ LOWER_BETTER_PREFIX = "time_"  # time_total, time_loss, ...: seconds, lower is b
 @dataclass(frozen=True)
 class Difference:
     """A − B over seeds: the statistics of one comparison (NaN where undefined, ``note`` says why)."""
+
     paired: bool
     n_a: int
     n_b: int
-    diff: float          # mean of A − B (paired), or mean(A) − mean(B)
-    ci_low: float        # 95 % bootstrap interval of ``diff``
+    diff: float  # mean of A − B (paired), or mean(A) − mean(B)
+    ci_low: float  # 95 % bootstrap interval of ``diff``
     ci_high: float
-    p_better: float      # P(A beats B) in the metric's direction
-    p: float             # two-sided paired t / Welch t
-    p_tost: float        # TOST against ±margin; NaN without a margin
-    sd: float            # of the paired differences, or pooled sqrt((s_A² + s_B²) / 2): Cohen's d's denominator
+    p_better: float  # P(A beats B) in the metric's direction
+    p: float  # two-sided paired t / Welch t
+    p_tost: float  # TOST against ±margin; NaN without a margin
+    sd: float  # of the paired differences, or pooled sqrt((s_A² + s_B²) / 2): Cohen's d's denominator
     seeds_needed: float  # see ``seeds_needed``
     note: str = ""
 
@@ -87,8 +89,15 @@ def no_spread(sd: float, *values: np.ndarray) -> bool:
     return not sd > NO_SPREAD * scale
 
 
-def difference(a: pd.Series, b: pd.Series, mode: str = "max", margin: float | None = None, *,
-               alpha: float = ALPHA, resamples: int = RESAMPLES) -> Difference:
+def difference(
+    a: pd.Series,
+    b: pd.Series,
+    mode: str = "max",
+    margin: float | None = None,
+    *,
+    alpha: float = ALPHA,
+    resamples: int = RESAMPLES,
+) -> Difference:
     """The statistics of A against B (final values indexed by seed); see the module's docstring."""
     pair = paired(a, b)
     if pair:
@@ -98,8 +107,9 @@ def difference(a: pd.Series, b: pd.Series, mode: str = "max", margin: float | No
     if np.isnan(x).any() or np.isnan(y).any():
         return replace(blank, note="a NaN value")
     if len(x) < 2 or len(y) < 2:
-        return replace(blank, diff=float(x.mean() - y.mean()) if len(x) and len(y) else math.nan,
-                       note="fewer than 2 seeds")
+        return replace(
+            blank, diff=float(x.mean() - y.mean()) if len(x) and len(y) else math.nan, note="fewer than 2 seeds"
+        )
     sign = 1.0 if mode == "max" else -1.0
     if pair:
         d = x - y
@@ -117,8 +127,19 @@ def difference(a: pd.Series, b: pd.Series, mode: str = "max", margin: float | No
     else:
         p = stats.ttest_ind(x, y, equal_var=False).pvalue
         p_tost = ttost_ind(x, y, -margin, margin, usevar="unequal")[0] if margin else math.nan
-    return Difference(pair, len(x), len(y), diff, low, high, p_better, float(p), float(p_tost), sd,
-                      seeds_needed(diff, sd, pair, margin, alpha))
+    return Difference(
+        pair,
+        len(x),
+        len(y),
+        diff,
+        low,
+        high,
+        p_better,
+        float(p),
+        float(p_tost),
+        sd,
+        seeds_needed(diff, sd, pair, margin, alpha),
+    )
 
 
 def _bootstrap(x: np.ndarray, y: np.ndarray, pair: bool, resamples: int) -> tuple[float, float]:
@@ -130,8 +151,14 @@ def _bootstrap(x: np.ndarray, y: np.ndarray, pair: bool, resamples: int) -> tupl
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy warns on degenerate BCa, answered by the percentile interval
-            ci = stats.bootstrap(data, statistic, n_resamples=resamples, confidence_level=CONFIDENCE, method=method,
-                                 random_state=np.random.default_rng(0)).confidence_interval
+            ci = stats.bootstrap(
+                data,
+                statistic,
+                n_resamples=resamples,
+                confidence_level=CONFIDENCE,
+                method=method,
+                random_state=np.random.default_rng(0),
+            ).confidence_interval
         if np.isfinite(ci.low) and np.isfinite(ci.high):
             break
     return float(ci.low), float(ci.high)
@@ -146,8 +173,9 @@ def verdict(diff: float, p: float, p_tost: float, mode: str = "max", alpha: floa
     return "undecided"
 
 
-def seeds_needed(diff: float, sd: float, pair: bool, margin: float | None = None, alpha: float = ALPHA,
-                 power: float = POWER) -> float:
+def seeds_needed(
+    diff: float, sd: float, pair: bool, margin: float | None = None, alpha: float = ALPHA, power: float = POWER
+) -> float:
     """How many seeds (pairs; per group when unpaired) would decide the comparison with ``power`` at ``alpha`` if
     the observed Δ and spread were the truth: the fewer of
 
@@ -164,12 +192,18 @@ def seeds_needed(diff: float, sd: float, pair: bool, margin: float | None = None
     if not (math.isfinite(diff) and math.isfinite(sd) and sd > 0):
         return math.nan
     analysis, n = (TTestPower() if pair else TTestIndPower()), np.arange(2, MAX_SEEDS + 1)
+
     def effect(delta):  # power is 1 at n = 2 long before the cap; scipy's noncentral t is NaN near d = 1e10
         return min(delta / sd, MAX_EFFECT)
+
     reached = [_power(analysis, effect(abs(diff)), n, alpha, "two-sided") >= power]
     if margin and abs(diff) < margin:
-        reached.append(_power(analysis, effect(margin + diff), n, alpha, "larger")
-                       + _power(analysis, effect(margin - diff), n, alpha, "larger") - 1 >= power)
+        reached.append(
+            _power(analysis, effect(margin + diff), n, alpha, "larger")
+            + _power(analysis, effect(margin - diff), n, alpha, "larger")
+            - 1
+            >= power
+        )
     return min((float(n[np.argmax(r)]) for r in reached if r.any()), default=math.inf)
 
 
@@ -192,15 +226,18 @@ def judged(frame: pd.DataFrame, mode: str = "max", alpha: float = ALPHA, prefix:
     for test in ("p", "p_tost"):
         if f"{prefix}{test}_holm" not in frame:
             frame[f"{prefix}{test}_holm"] = holm(frame[f"{prefix}{test}"].where(compared))
-    words = [verdict(d, p, q, mode, alpha) if c else None for d, p, q, c in
-             zip(frame[f"{prefix}diff"], frame[f"{prefix}p_holm"], frame[f"{prefix}p_tost_holm"], compared)]
+    words = [
+        verdict(d, p, q, mode, alpha) if c else None
+        for d, p, q, c in zip(frame[f"{prefix}diff"], frame[f"{prefix}p_holm"], frame[f"{prefix}p_tost_holm"], compared)
+    ]
     frame[f"{prefix}verdict"] = words
     frame[f"{prefix}seeds_needed"] = frame[f"{prefix}seeds_needed"].where(frame[f"{prefix}verdict"] == "undecided")
     return frame
 
 
-def decide(a: pd.Series, b: pd.Series, mode: str = "max", margin: float | None = None,
-           alpha: float = ALPHA) -> tuple[Difference, str]:
+def decide(
+    a: pd.Series, b: pd.Series, mode: str = "max", margin: float | None = None, alpha: float = ALPHA
+) -> tuple[Difference, str]:
     """One comparison on the seeds finished so far, at ``alpha``: the level a sequential design spends at this
     look (e.g. Lan-DeMets O'Brien-Fleming's share); its own family of one, so no Holm."""
     result = difference(a, b, mode, margin, alpha=alpha)
@@ -222,20 +259,24 @@ def holm(p_values) -> np.ndarray:
 def metric_modes(metrics, objectives: dict[str, str], lower_better=()) -> dict[str, str]:
     """Each metric's direction: the study's ``mode`` for its objectives; ``min`` for the task's
     ``LOWER_IS_BETTER`` and for time metrics (``time_*``, seconds); ``max`` for any other (accuracies)."""
-    return {m: objectives.get(m) or ("min" if m in lower_better or m.startswith(LOWER_BETTER_PREFIX) else "max")
-            for m in metrics}
+    return {
+        m: objectives.get(m) or ("min" if m in lower_better or m.startswith(LOWER_BETTER_PREFIX) else "max")
+        for m in metrics
+    }
 
 
 def explained(margins: dict[str, float], a: str = "A", b: str = "B", alpha: float = ALPHA) -> str:
     """The rule in one paragraph, for report.md (``a``: the variant, ``b``: its baseline) and compare.md."""
     named = ", ".join(f"`{m}` ±{v:g}" for m, v in margins.items()) or "none named (`report: {margin: {METRIC: m}}`)"
-    return (f"**Verdicts.** Δ is {a} minus {b} with a 95 % bootstrap interval (BCa; over the seeds' paired "
-            f"differences when both ran the same seeds); P(better) is the share of seeds where {a} beats {b} in the "
-            f"metric's direction (ties half), or the Mann-Whitney U / (n₁n₂) when seeds differ. **equivalent**: the "
-            f"equivalence test (two one-sided t-tests against ±margin, in the metric's units; margins: {named}) has "
-            f"Holm-adjusted p < {alpha:g}; else **better** or **worse** (time: lower is better) when the two-sided "
-            f"test's Holm-adjusted p < {alpha:g}; else **undecided**. Each kind of test is one Holm family per "
-            f"metric; a test without spread, with a NaN value or under 2 seeds a side stays undecided. *Seeds "
-            f"needed* (undecided only): the seeds per side that would give {POWER:.0%} power at α = {alpha:g} were "
-            f"the observed Δ and spread true (the t-test's power; with a margin also the equivalence test's); "
-            f"\"> {MAX_SEEDS}\" beyond {MAX_SEEDS}.")
+    return (
+        f"**Verdicts.** Δ is {a} minus {b} with a 95 % bootstrap interval (BCa; over the seeds' paired "
+        f"differences when both ran the same seeds); P(better) is the share of seeds where {a} beats {b} in the "
+        f"metric's direction (ties half), or the Mann-Whitney U / (n₁n₂) when seeds differ. **equivalent**: the "
+        f"equivalence test (two one-sided t-tests against ±margin, in the metric's units; margins: {named}) has "
+        f"Holm-adjusted p < {alpha:g}; else **better** or **worse** (time: lower is better) when the two-sided "
+        f"test's Holm-adjusted p < {alpha:g}; else **undecided**. Each kind of test is one Holm family per "
+        f"metric; a test without spread, with a NaN value or under 2 seeds a side stays undecided. *Seeds "
+        f"needed* (undecided only): the seeds per side that would give {POWER:.0%} power at α = {alpha:g} were "
+        f"the observed Δ and spread true (the t-test's power; with a margin also the equivalence test's); "
+        f'"> {MAX_SEEDS}" beyond {MAX_SEEDS}.'
+    )

@@ -1,5 +1,6 @@
 """The forest plot of ``tuner compare``: each matched setting's difference with its 95 % interval, one panel per
 metric, coloured by verdict, with zero and the study's equivalence margin marked."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,21 +15,24 @@ import pandas as pd
 COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray"}
 
 
-def forest_plot(table: pd.DataFrame, margins: dict[str, float], percent: tuple[str, ...], title: str,
-                path: Path) -> None:
+def forest_plot(
+    table: pd.DataFrame, margins: dict[str, float], percent: tuple[str, ...], title: str, path: Path
+) -> None:
     """``table``: one row per (setting, metric) with ``label``, ``metric``, ``diff``, ``ci_low``, ``ci_high`` and
     ``verdict``; metrics in ``percent`` are drawn ×100 (points), as the tables show them."""
     metrics = list(dict.fromkeys(table["metric"]))
     labels = list(dict.fromkeys(table["label"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics) + 2, 1.2 + 0.4 * len(labels)),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(4.5 * len(metrics) + 2, 1.2 + 0.4 * len(labels)), sharey=True, squeeze=False
+    )
     y = {label: len(labels) - 1 - i for i, label in enumerate(labels)}
     for ax, metric in zip(axes[0], metrics):
         rows = table[table["metric"] == metric]
         scale = 100 if metric in percent else 1
         if metric in margins:
-            ax.axvspan(-margins[metric] * scale, margins[metric] * scale, color="tab:blue", alpha=0.08,
-                       label="± margin")
+            ax.axvspan(
+                -margins[metric] * scale, margins[metric] * scale, color="tab:blue", alpha=0.08, label="± margin"
+            )
         ax.axvline(0, color="black", linewidth=0.8)
         for row in rows.itertuples(index=False):
             color = COLORS.get(row.verdict, "tab:gray")

@@ -21,6 +21,7 @@ bounded by ``sqrt(min(N, m) / (4 N lam))`` whatever the loss, the spread or the 
 writes ``figure6_gradients.png`` (rows: small spread, larger spread, the Fisher Newton loss at the larger spread;
 one column per loss) and prints the largest gradient norm of each panel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ def baseline_gradients(loss, inputs: torch.Tensor, values: torch.Tensor) -> torc
 def fisher_gradients(loss, inputs: torch.Tensor, values: torch.Tensor, lam: float) -> torch.Tensor:
     """Row i: the gradient InjectFisher gives inputs[i] as a batch of one (Algorithm 2 with N = 1)."""
     from losses import inject_fisher
+
     rows = []
     for x, v in zip(inputs, values):
         x = x.view(1, -1).detach().clone().requires_grad_(True)
@@ -67,13 +69,18 @@ def fisher_bound(n: int, m: int, lam: float) -> float:
 def figure(losses: list[str], spreads: tuple[float, float], lam: float, out: Path, points: int = 701) -> dict:
     """Draw the six-panel figure (for two losses) into ``out``; returns the largest gradient norm of each panel."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from losses import LOSSES
+
     small, large = spreads
-    rows = [(f"spread {small:g}", small, False), (f"spread {large:g}", large, False),
-            (f"NL Fisher (λ = {lam:g}), spread {large:g}", large, True)]
+    rows = [
+        (f"spread {small:g}", small, False),
+        (f"spread {large:g}", large, False),
+        (f"NL Fisher (λ = {lam:g}), spread {large:g}", large, True),
+    ]
     fig, axes = plt.subplots(len(rows), len(losses), figsize=(4.6 * len(losses), 3.0 * len(rows)), squeeze=False)
     peaks = {}
     for column, name in enumerate(losses):
@@ -106,15 +113,25 @@ def figure(losses: list[str], spreads: tuple[float, float], lam: float, out: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tuner.report.gradients", description=__doc__.split("\n\n")[0],
-                                     epilog="example: python -m tuner.report.gradients --loss neuralsort "
-                                            "--loss logistic_dsn --out docs/")
-    parser.add_argument("--loss", action="append", help="a ranking loss of losses.LOSSES (repeatable; default: "
-                                                        "neuralsort and logistic_dsn, the paper's)")
-    parser.add_argument("--spread", action="append", type=float,
-                        help="the small and the larger spread (twice; default 0.3 and 3)")
-    parser.add_argument("--lam", type=float, default=0.1, help="λ of the Fisher Newton loss (default 0.1, the "
-                                                                "paper's Table 4 value for both losses at n = 5)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.report.gradients",
+        description=__doc__.split("\n\n")[0],
+        epilog="example: python -m tuner.report.gradients --loss neuralsort --loss logistic_dsn --out docs/",
+    )
+    parser.add_argument(
+        "--loss",
+        action="append",
+        help="a ranking loss of losses.LOSSES (repeatable; default: neuralsort and logistic_dsn, the paper's)",
+    )
+    parser.add_argument(
+        "--spread", action="append", type=float, help="the small and the larger spread (twice; default 0.3 and 3)"
+    )
+    parser.add_argument(
+        "--lam",
+        type=float,
+        default=0.1,
+        help="λ of the Fisher Newton loss (default 0.1, the paper's Table 4 value for both losses at n = 5)",
+    )
     parser.add_argument("--points", type=int, default=701, help="points along the sweep (default 701)")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for figure6_gradients.png")
     args = parser.parse_args(argv)

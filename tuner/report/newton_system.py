@@ -3,6 +3,7 @@
 The paper's Tikhonov term keeps the Newton system well conditioned only while lam exceeds the most negative
 eigenvalue of the (non-convex) loss's mean Hessian; ``losses.system_monitor`` logs both numbers per interval.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -20,11 +21,18 @@ def newton_system_table(trials: pd.DataFrame, history: pd.DataFrame) -> pd.DataF
     if logged.empty:
         return pd.DataFrame()
     per_run = logged.pivot_table(index="run_id", columns="metric", values="value", aggfunc=["min", "mean"])
-    runs = done.set_index("run_id").join(pd.DataFrame({"min_eig": per_run[("min", MIN_EIG)],
-                                                       "share": per_run[("mean", SHARE)]}), how="inner")
+    runs = done.set_index("run_id").join(
+        pd.DataFrame({"min_eig": per_run[("min", MIN_EIG)], "share": per_run[("mean", SHARE)]}), how="inner"
+    )
     keys = setting_columns(trials) + ["param_lam"]
     rows = []
     for setting, group in by_setting(runs, keys):
-        rows.append({**setting, "seeds": len(group),
-                     "min_eigenvalue": group["min_eig"].min(), "indefinite_share": group["share"].mean()})
+        rows.append(
+            {
+                **setting,
+                "seeds": len(group),
+                "min_eigenvalue": group["min_eig"].min(),
+                "indefinite_share": group["share"].mean(),
+            }
+        )
     return pd.DataFrame(rows)

@@ -14,6 +14,7 @@ first ``REPORT_METRICS``), ``lam`` the λ they were taken at (None: any). The re
   baseline of the same seed (mean ± std over seeds), the share of ``time_loss`` in ``time_total``, and the
   execution's wall time (first trial start to last trial end).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,17 +49,27 @@ class PairedReport:
     def markdown(self, table) -> str:
         """The section of ``report.md``; ``table`` renders a DataFrame as Markdown."""
         paper = f", beside the paper's {self.source}" if self.source else ""
-        lines = ["", f"## Per seed, paired with the baseline (`{self.metric}`{paper})", "",
-                 ("Only values of the same seed are comparable (same initialisation and data). "
-                  "Δ = variant − baseline."),
-                 "", table(_shown(self.pairs)), "",
-                 "Paired tests over seeds (two-sided): t-test on the differences, exact sign test.", "",
-                 table(_shown(self.summary)), "",
-                 (f"Training time per step and the variant's ratio to the baseline of the same seed. This "
-                  f"execution's trials ran from the first start to the last end in {self.wall_s:.0f} s "
-                  f"({self.wall_s / 60:.1f} min)."),
-                 "",
-                 table(_shown(self.cost)), ""]
+        lines = [
+            "",
+            f"## Per seed, paired with the baseline (`{self.metric}`{paper})",
+            "",
+            ("Only values of the same seed are comparable (same initialisation and data). Δ = variant − baseline."),
+            "",
+            table(_shown(self.pairs)),
+            "",
+            "Paired tests over seeds (two-sided): t-test on the differences, exact sign test.",
+            "",
+            table(_shown(self.summary)),
+            "",
+            (
+                f"Training time per step and the variant's ratio to the baseline of the same seed. This "
+                f"execution's trials ran from the first start to the last end in {self.wall_s:.0f} s "
+                f"({self.wall_s / 60:.1f} min)."
+            ),
+            "",
+            table(_shown(self.cost)),
+            "",
+        ]
         return "\n".join(lines)
 
 
@@ -73,8 +84,14 @@ def paired_report(trials: pd.DataFrame, task: Any, objectives: dict[str, str]) -
     pairs = paired_rows(done, metric, paper)
     if pairs.empty:
         return None
-    return PairedReport(pairs, paired_summary(pairs, objectives.get(metric)), paired_cost(done),
-                        wall_seconds(done), metric, paper.get("source"))
+    return PairedReport(
+        pairs,
+        paired_summary(pairs, objectives.get(metric)),
+        paired_cost(done),
+        wall_seconds(done),
+        metric,
+        paper.get("source"),
+    )
 
 
 def paired_rows(done: pd.DataFrame, metric: str, paper: dict) -> pd.DataFrame:
@@ -85,9 +102,16 @@ def paired_rows(done: pd.DataFrame, metric: str, paper: dict) -> pd.DataFrame:
         for (variant, lam), cell in _newton_cells(group):
             ours = _by_seed(cell, metric)
             for seed in sorted(ours.index.intersection(base.index)):
-                row = {**setting, "variant": variant, "lam": lam, "seed": int(seed), "baseline": base[seed],
-                       "newton": ours[seed], "delta": ours[seed] - base[seed],
-                       "ratio": ours[seed] / base[seed] if base[seed] else NAN}
+                row = {
+                    **setting,
+                    "variant": variant,
+                    "lam": lam,
+                    "seed": int(seed),
+                    "baseline": base[seed],
+                    "newton": ours[seed],
+                    "delta": ours[seed] - base[seed],
+                    "ratio": ours[seed] / base[seed] if base[seed] else NAN,
+                }
                 cited = values.get(int(seed), {}) if lam_of_paper is None or _same(lam, lam_of_paper) else {}
                 row.update({"paper_baseline": cited.get("baseline", NAN), "paper_newton": cited.get(variant, NAN)})
                 row["paper_delta"] = row["paper_newton"] - row["paper_baseline"]
@@ -113,22 +137,31 @@ def paired_cost(done: pd.DataFrame) -> pd.DataFrame:
     """Training time per step per variant, and its ratio to the baseline of the same seed."""
     steps = done["param_steps"].astype(float) if "param_steps" in done else done["final_step"].astype(float)
     per_step = (done["final_time_total"].astype(float) - done["final_time_eval"].astype(float)) / steps
-    frame = done.assign(_per_step=per_step, _loss_share=done["final_time_loss"].astype(float)
-                        / done["final_time_total"].astype(float))
+    frame = done.assign(
+        _per_step=per_step, _loss_share=done["final_time_loss"].astype(float) / done["final_time_total"].astype(float)
+    )
     rows = []
     for setting, group in by_setting(frame, setting_columns(frame)):
         base = group[group["param_variant"] == "baseline"].set_index("param_seed")["_per_step"]
-        for (variant, lam), cell in group.groupby(["param_variant", group["param_lam"].astype("Float64")],
-                                                  dropna=False, sort=False):
+        for (variant, lam), cell in group.groupby(
+            ["param_variant", group["param_lam"].astype("Float64")], dropna=False, sort=False
+        ):
             ours = cell.set_index("param_seed")["_per_step"]
             common = ours.index.intersection(base.index)
             ratio = ours[common] / base[common]
-            rows.append({**setting, "variant": variant, "lam": lam, "trials": len(cell),
-                         "train_s_per_step": ours.mean(),
-                         "ratio_to_baseline_mean": ratio.mean() if len(common) else NAN,
-                         "ratio_to_baseline_std": ratio.std(ddof=1) if len(common) > 1 else NAN,
-                         "time_loss_share": cell["_loss_share"].mean(),
-                         "time_total_s": cell["final_time_total"].astype(float).mean()})
+            rows.append(
+                {
+                    **setting,
+                    "variant": variant,
+                    "lam": lam,
+                    "trials": len(cell),
+                    "train_s_per_step": ours.mean(),
+                    "ratio_to_baseline_mean": ratio.mean() if len(common) else NAN,
+                    "ratio_to_baseline_std": ratio.std(ddof=1) if len(common) > 1 else NAN,
+                    "time_loss_share": cell["_loss_share"].mean(),
+                    "time_total_s": cell["final_time_total"].astype(float).mean(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -146,8 +179,9 @@ def _tests(delta: np.ndarray, mode: str | None, prefix: str, n: int) -> dict[str
     spread = delta.std(ddof=1) if len(delta) > 1 else 0.0
     out[f"{prefix}t_p"] = float(stats.ttest_1samp(delta, 0.0).pvalue) if spread > NO_SPREAD else NAN
     nonzero = delta[np.abs(delta) > NO_SPREAD]
-    out[f"{prefix}sign_p"] = (float(stats.binomtest(int((nonzero < 0).sum()), len(nonzero)).pvalue)
-                              if len(nonzero) else NAN)
+    out[f"{prefix}sign_p"] = (
+        float(stats.binomtest(int((nonzero < 0).sum()), len(nonzero)).pvalue) if len(nonzero) else NAN
+    )
     if mode in ("min", "max"):
         better = (delta < 0) if mode == "min" else (delta > 0)
         out[f"{prefix}better_in"] = f"{int(better.sum())} of {len(delta)}"
@@ -167,13 +201,27 @@ def _same(a, b) -> bool:
     return a is not None and not pd.isna(a) and bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0))
 
 
-HEADERS = {"newton": "variant", "delta": "Δ", "paper_baseline": "paper: baseline", "paper_newton": "paper: variant",
-           "paper_delta": "paper: Δ", "mean_delta": "mean Δ", "t_p": "paired t p", "sign_p": "sign test p",
-           "better_in": "better in", "paper_pairs": "paper: pairs", "paper_mean_delta": "paper: mean Δ",
-           "paper_t_p": "paper: paired t p", "paper_sign_p": "paper: sign test p",
-           "paper_better_in": "paper: better in", "train_s_per_step": "training s / step",
-           "ratio_to_baseline_mean": "ratio to baseline (mean)", "ratio_to_baseline_std": "(std)",
-           "time_loss_share": "time_loss / time_total", "time_total_s": "time_total (s)"}
+HEADERS = {
+    "newton": "variant",
+    "delta": "Δ",
+    "paper_baseline": "paper: baseline",
+    "paper_newton": "paper: variant",
+    "paper_delta": "paper: Δ",
+    "mean_delta": "mean Δ",
+    "t_p": "paired t p",
+    "sign_p": "sign test p",
+    "better_in": "better in",
+    "paper_pairs": "paper: pairs",
+    "paper_mean_delta": "paper: mean Δ",
+    "paper_t_p": "paper: paired t p",
+    "paper_sign_p": "paper: sign test p",
+    "paper_better_in": "paper: better in",
+    "train_s_per_step": "training s / step",
+    "ratio_to_baseline_mean": "ratio to baseline (mean)",
+    "ratio_to_baseline_std": "(std)",
+    "time_loss_share": "time_loss / time_total",
+    "time_total_s": "time_total (s)",
+}
 
 
 def _shown(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """For studies with several objectives (``metric: [valid_elementwise, time_total]``, ``mode: [max, min]``): the
 Pareto front of the trials, as a figure (the first objective against the second, one point per trial, coloured by
 variant, the baseline marked) and a table of the non-dominated settings."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ def front_table(points: pd.DataFrame, study: Study) -> pd.DataFrame:
     return front.sort_values(study.primary.metric, ascending=study.primary.mode == "min").reset_index(drop=True)
 
 
-def pareto_figure(points: pd.DataFrame, study: Study, title: str, path: Path, labels: dict[str, str],
-                  percent: tuple[str, ...]) -> None:
+def pareto_figure(
+    points: pd.DataFrame, study: Study, title: str, path: Path, labels: dict[str, str], percent: tuple[str, ...]
+) -> None:
     """The first objective (y) against the second (x): every trial, the front as a step line, baselines as stars."""
     y_metric, x_metric = study.metrics[0], study.metrics[1]
     scale = lambda m: 100.0 if m in percent else 1.0
@@ -57,12 +59,27 @@ def pareto_figure(points: pd.DataFrame, study: Study, title: str, path: Path, la
     for variant in sorted(variants.fillna("").astype(str).unique()):
         chosen = points[variants.fillna("").astype(str).values == variant]
         baseline = variant == "baseline"
-        ax.scatter(chosen[x_metric] * scale(x_metric), chosen[y_metric] * scale(y_metric),
-                   c=COLORS.get(variant, "tab:green"), marker="*" if baseline else "o", s=140 if baseline else 40,
-                   edgecolors="black" if baseline else "none", label=variant or "trials", zorder=3)
+        ax.scatter(
+            chosen[x_metric] * scale(x_metric),
+            chosen[y_metric] * scale(y_metric),
+            c=COLORS.get(variant, "tab:green"),
+            marker="*" if baseline else "o",
+            s=140 if baseline else 40,
+            edgecolors="black" if baseline else "none",
+            label=variant or "trials",
+            zorder=3,
+        )
     front = points[points["on_front"]].sort_values(x_metric, ascending=study.modes[1] == "min")
-    ax.step(front[x_metric] * scale(x_metric), front[y_metric] * scale(y_metric), where="post", color="black",
-            linewidth=1, alpha=0.6, label="Pareto front", zorder=2)
+    ax.step(
+        front[x_metric] * scale(x_metric),
+        front[y_metric] * scale(y_metric),
+        where="post",
+        color="black",
+        linewidth=1,
+        alpha=0.6,
+        label="Pareto front",
+        zorder=2,
+    )
     ax.set_xlabel(labels.get(x_metric, x_metric) + (" (×100)" if x_metric in percent else ""))
     ax.set_ylabel(labels.get(y_metric, y_metric) + (" (×100)" if y_metric in percent else ""))
     ax.set_title(f"Pareto front: {y_metric} ({study.modes[0]}) vs {x_metric} ({study.modes[1]})\n{title}", fontsize=9)

@@ -1,5 +1,6 @@
 """Report figures (matplotlib, PNG): the λ ablation (paper Figure 4) and metric curves over steps and wall
 time with 95 % confidence bands over seeds (Figures 3 and 5)."""
+
 from __future__ import annotations
 
 import warnings
@@ -43,16 +44,26 @@ def lambda_ablation(trials: pd.DataFrame, metric: str, title: str, path: Path, l
     for ax, (name, group) in zip(axes[0], groups):
         base = group.loc[group["param_variant"] == "baseline", f"final_{metric}"].astype(float)
         if len(base):
-            ax.axhspan(base.mean() - base.std(ddof=1 if len(base) > 1 else 0),
-                       base.mean() + base.std(ddof=1 if len(base) > 1 else 0), color=COLORS["baseline"], alpha=0.25)
+            ax.axhspan(
+                base.mean() - base.std(ddof=1 if len(base) > 1 else 0),
+                base.mean() + base.std(ddof=1 if len(base) > 1 else 0),
+                color=COLORS["baseline"],
+                alpha=0.25,
+            )
             ax.axhline(base.mean(), color=COLORS["baseline"], lw=2, label=f"baseline (mean ± std, {len(base)} seeds)")
         for variant, cells in group[group["param_variant"] != "baseline"].groupby("param_variant"):
             table = cells.pivot_table(index="param_lam", columns="param_seed", values=f"final_{metric}", aggfunc="mean")
             lams = table.index.astype(float)
             for seed in table.columns:
                 ax.plot(lams, table[seed], color=COLORS.get(variant), alpha=0.2, lw=1)
-            ax.plot(lams, table.mean(axis=1), color=COLORS.get(variant), lw=2.5, marker="o",
-                    label=f"NL {variant} (mean of {table.shape[1]} seeds)")
+            ax.plot(
+                lams,
+                table.mean(axis=1),
+                color=COLORS.get(variant),
+                lw=2.5,
+                marker="o",
+                label=f"NL {variant} (mean of {table.shape[1]} seeds)",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("λ (Tikhonov regularisation strength)")
         ax.set_title(name, fontsize=10)
@@ -66,21 +77,34 @@ def lambda_ablation(trials: pd.DataFrame, metric: str, title: str, path: Path, l
     return True
 
 
-def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, mode: str, x: str, title: str,
-           path: Path, label: str | None = None) -> None:
+def curves(
+    trials: pd.DataFrame,
+    history: pd.DataFrame,
+    metric: str,
+    mode: str,
+    x: str,
+    title: str,
+    path: Path,
+    label: str | None = None,
+    chosen_by: str | None = None,
+) -> None:
     """Metric over steps (``x="step"``) or wall time (``x="time_total"``): mean and 95 % CI over seeds.
 
-    Per setting and variant, the λ with the best final mean (highest for ``mode="max"``, lowest for "min") is
-    drawn (the others are in the λ ablation).
+    Per setting and variant, the λ with the best final mean of ``chosen_by`` (the study's objective, a validation
+    metric; by default the metric drawn; highest for ``mode="max"``, lowest for "min") is drawn (the others are in
+    the λ ablation): the λ of a test curve is never chosen on the test metric.
     """
     done = trials[trials["status"] == "FINISHED"]
     groups = list(_setting_groups(done))
     fig, axes = _figure(len(groups))
-    wide = history[history["metric"].isin([metric, "time_total"])].pivot_table(
-        index=["run_id", "step"], columns="metric", values="value").reset_index()
+    wide = (
+        history[history["metric"].isin([metric, "time_total"])]
+        .pivot_table(index=["run_id", "step"], columns="metric", values="value")
+        .reset_index()
+    )
     for ax, (name, group) in zip(axes[0], groups):
         for variant, cells in group.groupby("param_variant", sort=False):
-            best_lam = best_lambda(cells, metric, mode)
+            best_lam = best_lambda(cells, chosen_by or metric, mode)
             chosen = cells[cells["param_lam"].astype(float).fillna(-1) == best_lam]
             series = wide[wide["run_id"].isin(chosen["run_id"])]
             if series.empty:
@@ -92,8 +116,11 @@ def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, mode: str, 
                 n = np.sum(~np.isnan(values), axis=0)
                 sem = np.nanstd(values, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1)) if values.shape[0] > 1 else 0 * mean
             half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sem
-            label = f"{'NL ' if variant != 'baseline' else ''}{variant}" + (
-                f" λ={best_lam:g}" if best_lam >= 0 else "") + f" ({values.shape[0]} seeds)"
+            label = (
+                f"{'NL ' if variant != 'baseline' else ''}{variant}"
+                + (f" λ={best_lam:g}" if best_lam >= 0 else "")
+                + f" ({values.shape[0]} seeds)"
+            )
             ax.plot(grid, mean, color=COLORS.get(variant), lw=2, label=label)
             ax.fill_between(grid, mean - half, mean + half, color=COLORS.get(variant), alpha=0.2)
         ax.set_xlabel("training step" if x == "step" else "wall time (s, training incl. evaluation)")
@@ -101,8 +128,9 @@ def curves(trials: pd.DataFrame, history: pd.DataFrame, metric: str, mode: str, 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel(label or metric)
-    fig.suptitle(f"{metric} over {'steps' if x == 'step' else 'wall time'} (mean and 95 % CI over seeds)\n{title}",
-                 fontsize=11)
+    fig.suptitle(
+        f"{metric} over {'steps' if x == 'step' else 'wall time'} (mean and 95 % CI over seeds)\n{title}", fontsize=11
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

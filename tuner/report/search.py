@@ -1,6 +1,7 @@
 """For searched studies: rebuild the Optuna study from the tracked search-phase runs, then use Optuna's own
 plots: optimisation history, parameter importances (fANOVA), parallel coordinates, and a contour and a slice
 plot of the two most important parameters. With several objectives these plots show the first one."""
+
 from __future__ import annotations
 
 import json
@@ -36,15 +37,23 @@ def _rebuild(trials: pd.DataFrame, study: Study) -> optuna.Study:
     spaces = {name: optuna_distribution(p) for name, p in study.search.space.items()}
     for _, row in trials[trials["phase"] == "search"].sort_values("start_time").iterrows():
         given = json.loads(row["trial_config"]) if isinstance(row.get("trial_config"), str) else {}
-        params = {name: searched_value(name, dist, given[name] if name in given else row[f"param_{name}"],
-                                       row["trial_id"]) for name, dist in spaces.items()}
+        params = {
+            name: searched_value(name, dist, given[name] if name in given else row[f"param_{name}"], row["trial_id"])
+            for name, dist in spaces.items()
+        }
         values = [row.get(f"final_{metric}") for metric in study.metrics]
-        ok = row["status"] == "FINISHED" and all(v is not None and not pd.isna(v) and math.isfinite(float(v))
-                                                 for v in values)
-        rebuilt.add_trial(optuna.trial.create_trial(
-            params=params, distributions=spaces, values=[float(v) for v in values] if ok else None,
-            state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
-            user_attrs={"trial_id": row["trial_id"], "run_id": row["run_id"]}))
+        ok = row["status"] == "FINISHED" and all(
+            v is not None and not pd.isna(v) and math.isfinite(float(v)) for v in values
+        )
+        rebuilt.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=spaces,
+                values=[float(v) for v in values] if ok else None,
+                state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
+                user_attrs={"trial_id": row["trial_id"], "run_id": row["run_id"]},
+            )
+        )
     return rebuilt
 
 
@@ -58,8 +67,10 @@ def searched_value(name: str, dist, value, trial_id: str):
     for choice in dist.choices:
         if _same(choice, value):
             return choice
-    raise ReportError(f"search parameter {name!r}: trial {trial_id} has value {value!r}, which matches none of the "
-                      f"study's choices {list(dist.choices)} (was the study file changed after the run?)")
+    raise ReportError(
+        f"search parameter {name!r}: trial {trial_id} has value {value!r}, which matches none of the "
+        f"study's choices {list(dist.choices)} (was the study file changed after the run?)"
+    )
 
 
 def _same(choice, value) -> bool:
@@ -79,8 +90,13 @@ def _same(choice, value) -> bool:
     return choice == value
 
 
-FIGURES = ("search_history.png", "search_importances.png", "search_parallel.png", "search_contour.png",
-           "search_slice.png")
+FIGURES = (
+    "search_history.png",
+    "search_importances.png",
+    "search_parallel.png",
+    "search_contour.png",
+    "search_slice.png",
+)
 
 
 def search_figures(rebuilt: optuna.Study, metric: str, title: str, out: Path) -> dict:
@@ -91,8 +107,11 @@ def search_figures(rebuilt: optuna.Study, metric: str, title: str, out: Path) ->
     if not complete:
         return summary
     if len(rebuilt.directions) == 1:
-        summary["best"] = {"value": rebuilt.best_value, "params": rebuilt.best_params,
-                           "trial_id": rebuilt.best_trial.user_attrs["trial_id"]}
+        summary["best"] = {
+            "value": rebuilt.best_value,
+            "params": rebuilt.best_params,
+            "trial_id": rebuilt.best_trial.user_attrs["trial_id"],
+        }
     target = {"target": lambda t: t.values[0], "target_name": metric}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # Optuna's matplotlib plots
@@ -104,8 +123,11 @@ def search_figures(rebuilt: optuna.Study, metric: str, title: str, out: Path) ->
 
 def _plots(rebuilt: optuna.Study, complete: list, target: dict, title: str, out: Path, summary: dict) -> None:
     plots = optuna.visualization.matplotlib
-    _save(plots.plot_optimization_history(rebuilt, **target), f"Optuna optimisation history\n{title}",
-          out / "search_history.png")
+    _save(
+        plots.plot_optimization_history(rebuilt, **target),
+        f"Optuna optimisation history\n{title}",
+        out / "search_history.png",
+    )
     if len(complete) < 2:
         return
     # fANOVA, named: Optuna 5's default is PED-ANOVA, which ranks parameters by how they reach *low* target values
@@ -117,15 +139,23 @@ def _plots(rebuilt: optuna.Study, complete: list, target: dict, title: str, out:
         return
     summary["importances"] = importances
     top = list(importances)[:2]
-    _save(plots.plot_param_importances(rebuilt, evaluator=evaluator, **target), f"parameter importances (fANOVA)\n{title}",
-          out / "search_importances.png")
-    _save(plots.plot_parallel_coordinate(rebuilt, **target), f"parallel coordinates\n{title}",
-          out / "search_parallel.png")
+    _save(
+        plots.plot_param_importances(rebuilt, evaluator=evaluator, **target),
+        f"parameter importances (fANOVA)\n{title}",
+        out / "search_importances.png",
+    )
+    _save(
+        plots.plot_parallel_coordinate(rebuilt, **target), f"parallel coordinates\n{title}", out / "search_parallel.png"
+    )
     if len(top) == 2:
-        _save(plots.plot_contour(rebuilt, params=top, **target), f"contour: {top[0]} x {top[1]}\n{title}",
-              out / "search_contour.png")
-    _save(plots.plot_slice(rebuilt, params=top, **target), f"slice: {', '.join(top)}\n{title}",
-          out / "search_slice.png")
+        _save(
+            plots.plot_contour(rebuilt, params=top, **target),
+            f"contour: {top[0]} x {top[1]}\n{title}",
+            out / "search_contour.png",
+        )
+    _save(
+        plots.plot_slice(rebuilt, params=top, **target), f"slice: {', '.join(top)}\n{title}", out / "search_slice.png"
+    )
 
 
 def _save(ax, title: str, path: Path) -> None:

@@ -12,6 +12,7 @@ Each comparison also gets its difference with a bootstrap interval, P(better), a
 equivalent within the study's margin, undecided) and, when undecided, the seeds that would decide it
 (``decisions.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,13 @@ def compare(newton: pd.DataFrame, baseline: pd.DataFrame, metric: str) -> dict[s
     return {"test": "n/a (< 2 seeds)", "p": NAN, "d": NAN, "n_pairs": 0}
 
 
-def results_table(trials: pd.DataFrame, metrics: list[str], modes: dict[str, str] | None = None,
-                  margins: dict[str, float] | None = None, alpha: float = ALPHA) -> pd.DataFrame:
+def results_table(
+    trials: pd.DataFrame,
+    metrics: list[str],
+    modes: dict[str, str] | None = None,
+    margins: dict[str, float] | None = None,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
     """One row per (setting, variant, λ): mean ± std of each metric over seeds, and the test against baseline with
     its verdict (``decisions.py``; ``modes``: each metric's direction, default max; ``margins``: the study's
     equivalence margins)."""
@@ -89,8 +95,9 @@ def results_table(trials: pd.DataFrame, metrics: list[str], modes: dict[str, str
     rows = []
     for setting, group in by_setting(done, keys):
         base = group[group["param_variant"] == "baseline"]
-        for (variant, lam), cell in group.groupby(["param_variant", group["param_lam"].astype("Float64")],
-                                                  dropna=False, sort=False):
+        for (variant, lam), cell in group.groupby(
+            ["param_variant", group["param_lam"].astype("Float64")], dropna=False, sort=False
+        ):
             row = {**setting, "variant": variant, "lam": lam, "seeds": len(cell)}
             for metric in metrics:
                 values = final_values(cell, metric)
@@ -98,8 +105,13 @@ def results_table(trials: pd.DataFrame, metrics: list[str], modes: dict[str, str
                 if variant != "baseline" and len(base):
                     result = compare(cell, base, metric)
                     row.update({f"{metric}_{k}": v for k, v in result.items()})
-                    decision = difference(seeded(cell, metric), seeded(base, metric), modes.get(metric, "max"),
-                                          margins.get(metric), alpha=alpha)
+                    decision = difference(
+                        seeded(cell, metric),
+                        seeded(base, metric),
+                        modes.get(metric, "max"),
+                        margins.get(metric),
+                        alpha=alpha,
+                    )
                     row.update({k: v for k, v in decision.row(f"{metric}_").items() if k != f"{metric}_p"})  # = p
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -119,9 +131,13 @@ def formatted(table: pd.DataFrame, metrics: list[str], percent: tuple[str, ...] 
     out["lam"] = out["lam"].map(lambda v: "" if pd.isna(v) else f"{v:g}")
     for metric in metrics:
         scale = 100 if metric in percent else 1
-        mark = table.get(f"{metric}_p_holm", pd.Series(np.nan, index=table.index)).map(lambda p: " *" if p < 0.05 else "")
-        out[metric] = [f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}") + k
-                       for m, s, k in zip(table[f"{metric}_mean"], table[f"{metric}_std"], mark)]
+        mark = table.get(f"{metric}_p_holm", pd.Series(np.nan, index=table.index)).map(
+            lambda p: " *" if p < 0.05 else ""
+        )
+        out[metric] = [
+            f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}") + k
+            for m, s, k in zip(table[f"{metric}_mean"], table[f"{metric}_std"], mark)
+        ]
         if f"{metric}_p" in table:
             out[f"{metric} p"] = table[f"{metric}_p"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
             out[f"{metric} p (Holm)"] = table[f"{metric}_p_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
@@ -134,19 +150,27 @@ def formatted(table: pd.DataFrame, metrics: list[str], percent: tuple[str, ...] 
 def verdict_cells(table: pd.DataFrame, prefix: str = "", scale: float = 1, label: str = "") -> pd.DataFrame:
     """``Δ [95% CI]`` (×``scale``), ``P(better)``, the verdict and, when undecided, the seeds needed (``> 1000``
     beyond the cap; why not, when undefined) from the ``{prefix}diff``, ... columns; blank where no verdict."""
+
     def number(v):  # percent points as the table shows them; other units with 4 significant digits
         return f"{v * scale:+.2f}" if scale == 100 else f"{v * scale:+.4g}"
+
     def interval(d, low, high):
         return "" if pd.isna(d) else number(d) + ("" if pd.isna(low) else f" [{number(low)}, {number(high)}]")
+
     def seeds(word, n, note):
         if word != "undecided":
             return ""
         return note or "n/a" if pd.isna(n) else f"> {MAX_SEEDS}" if math.isinf(n) else f"{n:.0f}"
-    get = {k: table[f"{prefix}{k}"] for k in ("diff", "ci_low", "ci_high", "p_better", "verdict", "seeds_needed",
-                                               "note")}
-    return pd.DataFrame({
-        f"{label}Δ [95% CI]": [interval(*v) for v in zip(get["diff"], get["ci_low"], get["ci_high"])],
-        f"{label}P(better)": get["p_better"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
-        f"{label}verdict": get["verdict"].fillna(""),
-        f"{label}seeds needed": [seeds(*v) for v in zip(get["verdict"], get["seeds_needed"], get["note"])],
-    }, index=table.index)
+
+    get = {
+        k: table[f"{prefix}{k}"] for k in ("diff", "ci_low", "ci_high", "p_better", "verdict", "seeds_needed", "note")
+    }
+    return pd.DataFrame(
+        {
+            f"{label}Δ [95% CI]": [interval(*v) for v in zip(get["diff"], get["ci_low"], get["ci_high"])],
+            f"{label}P(better)": get["p_better"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}"),
+            f"{label}verdict": get["verdict"].fillna(""),
+            f"{label}seeds needed": [seeds(*v) for v in zip(get["verdict"], get["seeds_needed"], get["note"])],
+        },
+        index=table.index,
+    )

@@ -1,6 +1,7 @@
 """Differentiable top-k classification loss (Petersen et al., "Differentiable Top-k Classification Learning",
 ICML 2022): the class scores go through a differentiable sorting network, which gives for every class the
 probability of each rank; the loss is the BCE of the probability that the true class is among the k best."""
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,7 @@ class DiffSortTopKLoss:
     network saturates.
     """
 
-    task_kind = "topk_classification"            # held to tasks of this kind (a loss declaring none fits any)
+    task_kind = "topk_classification"  # held to tasks of this kind (a loss declaring none fits any)
     variants = ("baseline", "hessian", "fisher")  # every Newton variant applies: the loss is smooth in the scores
 
     def __init__(self, k: int = 2, beta: float = 10.0, distribution: str = "logistic"):
@@ -36,7 +37,7 @@ class DiffSortTopKLoss:
         if key not in self._networks:
             self._networks[key] = get_sorting_network("odd_even", classes, scores.device)
         _, p = sort(self._networks[key], scores, steepness=self.beta, distribution=self.distribution)
-        in_top_k = p[..., classes - self.k:].sum(-1)  # (N, C): probability that class i is among the k best
+        in_top_k = p[..., classes - self.k :].sum(-1)  # (N, C): probability that class i is among the k best
         return (in_top_k * labels).sum(-1).clamp(0.0, 1.0)
 
     def __call__(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

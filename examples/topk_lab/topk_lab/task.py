@@ -4,6 +4,7 @@ the differentiable top-k loss (or any loss of task kind ``topk_classification``)
 This module meets the platform's task contract (``tasks/contract.py`` of newton-losses-tuner): the constants and
 the four functions below are all the tuner, its callbacks and its reports use.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -20,14 +21,24 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "lr": 1e-3,
     "eval_every": 50,
-    "hidden": 128,                             # MLP width
+    "hidden": 128,  # MLP width
     "seed": 0,
     "loss": "topk_lab.loss:DiffSortTopKLoss",  # its own parameters (k, beta, distribution) are config keys too
     "variant": "baseline",
     "lam": None,
 }
-METRICS = ("train_loss", "valid_top1", "valid_topk", "test_top1", "test_topk", "time_total", "time_loss",
-           "time_network", "time_data", "time_eval")
+METRICS = (
+    "train_loss",
+    "valid_top1",
+    "valid_topk",
+    "test_top1",
+    "test_topk",
+    "time_total",
+    "time_loss",
+    "time_network",
+    "time_data",
+    "time_eval",
+)
 REPORT_METRICS = ("test_topk", "test_top1")
 PERCENT_METRICS = ("valid_top1", "valid_topk", "test_top1", "test_topk")
 METRIC_LABELS = {"valid_topk": "top-k accuracy (valid)", "valid_top1": "top-1 accuracy (valid)"}
@@ -70,6 +81,7 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
     clock = Stopwatch(torch.device("cpu"), timers)
     images, labels = splits["train"]
     losses, metrics = [], {}
+
     def batch():
         chosen = torch.randint(len(images), (cfg["batch_size"],), generator=generator)
         return images[chosen], nn.functional.one_hot(labels[chosen], 10).float()
@@ -78,10 +90,20 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
         losses.append(train_step(run, clock, optimizer, batch, model, step + 1))
         step += 1
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
-            metrics = evaluation(run, clock, step, float(np.mean(losses)), lambda: _evaluate(model, splits, k))
+            metrics = evaluation(
+                run, clock, step, float(torch.stack(losses).mean()), lambda: _evaluate(model, splits, k)
+            )
             losses = []
-            report(metrics, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "generator": generator.get_state(), "timers": dict(clock.totals)})
+            report(
+                metrics,
+                {
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "timers": dict(clock.totals),
+                },
+            )
     return metrics
 
 
@@ -102,6 +124,8 @@ def _digits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     images, labels = mnist_data()
     order = np.random.default_rng(7).permutation(len(images))
     a, b, _ = SPLIT
-    parts = {"train": order[:a], "valid": order[a:a + b], "test": order[a + b:]}
-    return {name: (torch.tensor(images[idx] / 255.0, dtype=torch.float32), torch.tensor(labels[idx]))
-            for name, idx in parts.items()}
+    parts = {"train": order[:a], "valid": order[a : a + b], "test": order[a + b :]}
+    return {
+        name: (torch.tensor(images[idx] / 255.0, dtype=torch.float32), torch.tensor(labels[idx]))
+        for name, idx in parts.items()
+    }
