@@ -7,6 +7,7 @@ blocks of 64 channels) -> AdaptiveMaxPool2d((12, 12)) -> mean over channels. Wri
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -47,5 +48,6 @@ class CombResnet18(nn.Module):
 
 def channel_stats(maps) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of (N, H, W, 3) uint8 training maps."""
-    x = torch.as_tensor(maps, dtype=torch.float64).reshape(-1, 3)
+    x = maps.double() if torch.is_tensor(maps) else torch.tensor(np.asarray(maps), dtype=torch.float64)
+    x = x.reshape(-1, 3)
     return x.mean(0).float(), x.std(0).float()

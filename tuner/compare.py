@@ -27,17 +27,16 @@ from tasks.contract import lower_is_better, percent_metrics
 from .environment import COMPARED
 from .errors import ReportError
 from .export import study_tables
-from .report import markdown_table
+from .report.comparison import comparison_markdown
 from .report.decisions import (
     ALPHA,
     VERDICTS,
     difference,
-    explained,
     judged,
     metric_modes,
 )
 from .report.forest import forest_plot
-from .report.stats import seeded, setting_columns, verdict_cells
+from .report.stats import seeded, setting_columns
 from .state import StudyState, load_state
 from .study_file import load_task
 from .tracking import probe_tracking
@@ -107,7 +106,9 @@ def compare_studies(before: Path, after: Path, out: Path | None = None, fail_on:
     names = [f"{s.study.name} ({Path(f).parent})" for s, f in zip(states, (before, after))]
     forest_plot(table, margins, percent, f"{names[1]} against {names[0]}", out / "compare.png")
     environment = environment_differences(*trials)
-    (out / "compare.md").write_text(_markdown(states, names, table, only, fixed, environment, margins, percent))
+    (out / "compare.md").write_text(
+        comparison_markdown(states, names, table, only, fixed, environment, margins, percent)
+    )
     counts = table["verdict"].value_counts()
     print(
         f"compare: AFTER {names[1]} against BEFORE {names[0]}: "
@@ -224,90 +225,6 @@ def _changed(before: pd.DataFrame, after: pd.DataFrame, columns: list[str]) -> s
         if values[0] != values[1]:
             parts.append(f"{column.removeprefix('param_')} {values[0]} → {values[1]}")
     return "; ".join(parts)
-
-
-def _markdown(states, names, table, only, fixed, environment, margins, percent) -> str:
-    shown = []
-    for metric, rows in table.groupby("metric", sort=False):
-        scale = 100 if metric in percent else 1
-        cells = verdict_cells(rows, "", scale)
-
-        def number(v, scale=scale):
-            return f"{v * scale:.2f}" if scale == 100 else f"{v:.4g}"
-
-        shown.append(
-            pd.concat(
-                [
-                    rows[["label", "metric"]].rename(columns={"label": "setting"}),
-                    pd.DataFrame(
-                        {
-                            "seeds (before/after)": [
-                                f"{b}/{a}" + (" paired" if p else "")
-                                for b, a, p in zip(rows["before_seeds"], rows["after_seeds"], rows["paired"])
-                            ],
-                            "before": rows["before_mean"].map(number),
-                            "after": rows["after_mean"].map(number),
-                        },
-                        index=rows.index,
-                    ),
-                    cells,
-                    pd.DataFrame(
-                        {
-                            "p (Holm)": rows["p_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
-                            "TOST p (Holm)": rows["p_tost_holm"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}"),
-                            "also changed": rows["changed"],
-                        },
-                        index=rows.index,
-                    ),
-                ],
-                axis=1,
-            )
-        )
-    verdicts = pd.concat(shown).sort_index()
-    before, after = states
-    lines = [f"# Compare: {names[1]} against {names[0]}", ""]
-    lines += [
-        f"- {side}: study `{s.study.name}`, execution {s.execution_id}, git {s.git_commit}"
-        + (" (uncommitted changes)" if s.git_dirty == "True" else "")
-        for side, s in zip(("BEFORE", "AFTER"), states)
-    ]
-    lines += [
-        "",
-        explained(margins, "AFTER", "BEFORE"),
-        "Metrics shown ×100: " + (", ".join(m for m in dict.fromkeys(table["metric"]) if m in percent) or "none") + ".",
-        "",
-        "## Verdicts",
-        "",
-        markdown_table(verdicts),
-        "",
-        "![forest plot](compare.png)",
-        "",
-    ]
-    if only:
-        lines += (
-            ["## Settings in one execution only", ""]
-            + [
-                f"- {row['present'].upper()} only: {row['label']} ({row[row['present'] + '_seeds']} seeds)"
-                for row in only
-            ]
-            + [""]
-        )
-    lines += ["## Parameters each execution keeps fixed, where they differ", ""]
-    lines += [f"- {c.removeprefix('param_')}: {b} → {a}" for c, (b, a) in fixed.items()] or ["None."]
-    lines += ["", "## Recorded environment, where it differs (BEFORE → AFTER)", ""]
-    lines += [f"- {name}: {b} → {a}" for name, (b, a) in environment.items()] or [
-        "None: the same git commit, library versions, Python, CUDA/cuDNN, GPU, code hash and device."
-    ]
-    if (before.study.metrics, before.study.modes) != (after.study.metrics, after.study.modes):
-        lines += [
-            "",
-            (
-                f"The studies' objectives differ: BEFORE {list(before.study.metrics)} "
-                f"{list(before.study.modes)}, AFTER {list(after.study.metrics)} {list(after.study.modes)}; "
-                f"the directions here are AFTER's."
-            ),
-        ]
-    return "\n".join(lines) + "\n"
 
 
 def verdict_failures(words: str) -> tuple[str, ...]:

@@ -24,18 +24,15 @@ from tasks.contract import lower_is_better
 from . import adaptive
 from .atomic_files import atomic_filesystem, remove_partials
 from .callbacks import MlflowStatus, TrialSummary
-from .credentials import redact
-from .errors import StudyStateError, TrackingError, TunerError
-from .optuna_study import StoredOptunaSearch, load, new_phase_study, settle_with_runs
-from .pareto import pareto_mask
+from .errors import StudyStateError, TrackingError
 from .report.decisions import metric_modes
-from .search_space import optuna_distribution, tune_domain
-from .selection import select_settings, selected_trials
+from .search_phase import close_search, new_searcher
+from .search_space import tune_domain
+from .selection import close_selection, selected_trials
 from .state import StudyState, TrialContext, save_state
 from .study import Study
-from .tracking import close_orphans, set_tags, study_runs, tracking_at
+from .tracking import close_orphans, study_runs, tracking_at
 from .trainable import run_trial
-from .warm_start import warm_start_sources, warm_start_trials
 
 USER_CHECKPOINT_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")  # before checkpoint_period() sets it per phase
 
@@ -94,9 +91,9 @@ def _run_phase(folder: Path, state: StudyState, context: TrialContext, phase: st
                 flush=True,
             )
         if phase == "search":
-            _close_search(state, results)
+            close_search(state, results)
         if phase == "select":
-            _close_selection(state)
+            close_selection(state)
     state.phases[phase] = "done"
     save_state(folder, state)
 
@@ -137,55 +134,6 @@ def _look(state: StudyState):
     return look
 
 
-def _close_search(state: StudyState, results) -> None:
-    """Settle the Optuna storage with the search's MLflow runs, then record what the search found."""
-    study = state.study
-    runs = [
-        r
-        for r in study_runs(state.mlflow_uri, state.experiment_id, state.execution_id)
-        if r.data.tags.get("phase") == "search"
-    ]
-    distributions = {name: optuna_distribution(p) for name, p in study.search.space.items()}
-    settled = settle_with_runs(state.optuna, runs, study.metrics, distributions)
-    if settled:
-        print(
-            f"tuner: {settled} searched trial(s) that finished on a retry or a resume told to the Optuna study",
-            flush=True,
-        )
-    if study.multi_objective:
-        state.front = front_configs(state)
-        set_tags(state.mlflow_uri, state.parent_run_id, {"pareto_front": json.dumps(state.front)})
-    else:
-        state.best = best_config(results, study)
-        set_tags(state.mlflow_uri, state.parent_run_id, {"best_config": json.dumps(state.best)})
-
-
-def _close_selection(state: StudyState) -> None:
-    """Decide the selection from the execution's selection trials, keep it in the state, and record on the parent
-    run what was selected and why (the tag ``selection``, and ``selection.json`` with every candidate)."""
-    from mlflow.tracking import MlflowClient
-
-    study, metric = state.study, state.study.primary.metric
-    runs = [
-        r
-        for r in study_runs(state.mlflow_uri, state.experiment_id, state.execution_id)
-        if r.data.tags.get("phase") == "select"
-    ]
-    finals = [
-        (json.loads(r.data.tags["trial_config"]), r.data.metrics.get(metric) if r.info.status == "FINISHED" else None)
-        for r in runs
-        if "trial_config" in r.data.tags
-    ]
-    state.selections["select"] = select_settings(study, finals)
-    summary = [{**s["group"], **(s["selected"] or {"selected": None})} for s in state.selections["select"]]
-    set_tags(state.mlflow_uri, state.parent_run_id, {"selection": json.dumps(summary, default=str)[:5000]})
-    MlflowClient(state.mlflow_uri).log_dict(
-        state.parent_run_id, {"selections": state.selections["select"]}, "selection.json"
-    )
-    for line in summary:
-        print(f"tuner: selected {line}", flush=True)
-
-
 def fit(folder: Path, state: StudyState, phase: str, status: MlflowStatus):
     """Run (or restore) one phase's Tune experiment to its end."""
     study = state.study
@@ -210,7 +158,7 @@ def fit(folder: Path, state: StudyState, phase: str, status: MlflowStatus):
         space = {k: tune_domain(p) for k, p in study.search.space.items()}
         param_space = {**study.search_base(), **space}
         search_alg = ConcurrencyLimiter(
-            _new_searcher(folder, state, OptunaSearch.convert_search_space(space)), max_concurrent=study.max_concurrent
+            new_searcher(folder, state, OptunaSearch.convert_search_space(space)), max_concurrent=study.max_concurrent
         )
         samples = planned = study.search.trials
         concurrency = None  # the ConcurrencyLimiter holds it
@@ -275,26 +223,6 @@ def replicate_trials(state: StudyState) -> list[dict[str, Any]]:
     return [{**setting, "seed": seed} for setting in settings for seed in state.study.seeds]
 
 
-def _new_searcher(folder: Path, state: StudyState, distributions: dict) -> StoredOptunaSearch:
-    """The search phase's Optuna searcher on a fresh Optuna study in its storage, seeded by the warm start."""
-    study = state.study
-    task = TASKS.get(study.task)
-    seeded, lines = warm_start_trials(warm_start_sources(study, folder.parent), study, distributions, task.describe)
-    for line in lines:
-        print(f"tuner: {line}", flush=True)
-    new_phase_study(state.optuna, study.directions, distributions, seeded, str(folder))
-    from optuna.samplers import TPESampler
-
-    single = not study.multi_objective
-    return StoredOptunaSearch(
-        state.optuna,
-        task.METRICS,
-        metric=study.primary.metric if single else list(study.metrics),
-        mode=study.primary.mode if single else list(study.modes),
-        sampler=TPESampler(seed=study.search.sampler_seed, n_startup_trials=study.search.startup_trials),
-    )
-
-
 def checkpoint_period(phase: str) -> str:
     """How often Tune saves a phase's experiment state (``TUNE_GLOBAL_CHECKPOINT_S``).
 
@@ -321,36 +249,3 @@ def check_tune_state(path: Path) -> None:
             f"phase {path.name!r} anew over its logged trials: remove the phase folder "
             f"{path} to rerun that phase from scratch"
         ) from None
-
-
-def best_config(results, study: Study) -> dict[str, Any]:
-    metric, mode = study.primary
-    best = results.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
-    if best is None or best.config is None:
-        raise TunerError(f"search of study {study.name!r} produced no finished trial with metric {metric!r}")
-    config = {k: v for k, v in best.config.items() if k in study.search_base() or k in study.search.space}
-    config.pop("seed", None)
-    return config
-
-
-def front_configs(state: StudyState) -> list[dict[str, Any]]:
-    """The settings on the search's Pareto front (its own finished trials, not the warm-start ones), each once."""
-    import optuna
-
-    study = state.study
-    done = [
-        t
-        for t in load(state.optuna).get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-        if "warm_start" not in t.user_attrs
-    ]
-    if not done:
-        raise TunerError(
-            f"search of study {study.name!r} produced no finished trial with metrics "
-            f"{list(study.metrics)} (Optuna storage {redact(state.optuna.url)})"
-        )
-    front = [t for t, keep in zip(done, pareto_mask([t.values for t in done], study.modes)) if keep]
-    settings = {}
-    for trial in front:
-        setting = {k: v for k, v in {**study.search_base(), **trial.params}.items() if k != "seed"}
-        settings.setdefault(json.dumps(setting, sort_keys=True, default=str), setting)
-    return list(settings.values())

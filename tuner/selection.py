@@ -15,7 +15,9 @@ import json
 import math
 from typing import Any
 
+from .state import StudyState
 from .study import Study
+from .tracking import set_tags, study_runs
 
 
 def _group(config: dict[str, Any], study: Study) -> str:
@@ -70,3 +72,29 @@ def selected_trials(study: Study, selections: list[dict[str, Any]]) -> tuple[lis
         settings.setdefault(json.dumps(setting, sort_keys=True, default=str), setting)
     trials = [{**setting, "seed": seed} for setting in settings.values() for seed in study.seeds]
     return trials, sorted(set(skipped))
+
+
+def close_selection(state: StudyState) -> None:
+    """Decide the selection from the execution's selection trials, keep it in the state, and record on the parent
+    run what was selected and why (the tag ``selection``, and ``selection.json`` with every candidate)."""
+    from mlflow.tracking import MlflowClient
+
+    study, metric = state.study, state.study.primary.metric
+    runs = [
+        r
+        for r in study_runs(state.mlflow_uri, state.experiment_id, state.execution_id)
+        if r.data.tags.get("phase") == "select"
+    ]
+    finals = [
+        (json.loads(r.data.tags["trial_config"]), r.data.metrics.get(metric) if r.info.status == "FINISHED" else None)
+        for r in runs
+        if "trial_config" in r.data.tags
+    ]
+    state.selections["select"] = select_settings(study, finals)
+    summary = [{**s["group"], **(s["selected"] or {"selected": None})} for s in state.selections["select"]]
+    set_tags(state.mlflow_uri, state.parent_run_id, {"selection": json.dumps(summary, default=str)[:5000]})
+    MlflowClient(state.mlflow_uri).log_dict(
+        state.parent_run_id, {"selections": state.selections["select"]}, "selection.json"
+    )
+    for line in summary:
+        print(f"tuner: selected {line}", flush=True)

@@ -60,10 +60,10 @@ def probe_tracking(uri: str) -> None:
         return
     except (OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
+        hint = " (HTTPS with your own certificate: MLFLOW_TRACKING_SERVER_CERT_PATH)" if uri.startswith("https") else ""
         raise TrackingError(
             f"no MLflow tracking server answers at {redact(uri)} ({reason}); start one with `mlflow "
-            f"server --host HOST --port PORT` or check --mlflow-uri (HTTPS with your own "
-            f"certificate: MLFLOW_TRACKING_SERVER_CERT_PATH)"
+            f"server --host HOST --port PORT` or check --mlflow-uri{hint}"
         ) from None
 
 
