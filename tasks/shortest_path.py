@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -34,7 +35,7 @@ from .training import (
     seed_everything,
     train_step,
 )
-from .warcraft_data import ENV_VAR, cached_generated, load_warcraft
+from .warcraft_data import ENV_VAR, cached_copy, cached_generated, load_warcraft
 from .warcraft_model import CombResnet18, channel_stats
 
 DEFAULTS: dict[str, Any] = {
@@ -139,10 +140,11 @@ def train(config: dict[str, Any], report: Report, resume: dict[str, Any] | None 
     device = pick_device(cfg["device"])
     seed_everything(cfg["seed"])
     data = _load(cfg)
-    train_maps = torch.from_numpy(np.array(data["train"]["maps"]))
+    train_maps = _shared(data["train"]["maps"])
     train_paths = torch.from_numpy(np.asarray(data["train"]["paths"], dtype=np.float32)).flatten(1)
     model = CombResnet18(*channel_stats(train_maps)).to(device)
-    # resident on the trial's device (the full set: 276 MB of maps), so a step copies nothing from the host
+    # resident on the trial's device (the full set: 276 MB of maps), so a step copies nothing from the host; on the
+    # CPU they stay the node's one memory-mapped copy
     train_maps, train_paths = train_maps.to(device), train_paths.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     milestones = [round(0.6 * cfg["epochs"]), round(0.8 * cfg["epochs"])]
@@ -211,7 +213,7 @@ def _evaluate(model, data, device) -> dict[str, float]:
     model.eval()
     out = {}
     for split, name in (("val", "valid"), ("test", "test")):
-        maps = torch.from_numpy(np.array(data[split]["maps"]))
+        maps = _shared(data[split]["maps"])
         pred = torch.cat([model(chunk.to(device)).flatten(1).cpu() for chunk in maps.split(200)])
         paths = torch.from_numpy(np.asarray(data[split]["paths"], dtype=np.float32))
         weights = torch.from_numpy(np.asarray(data[split]["weights"], dtype=np.float32))
@@ -221,12 +223,22 @@ def _evaluate(model, data, device) -> dict[str, float]:
 
 
 def _load(cfg):
+    """The splits, memory-mapped from the node's data cache: generated, or copied from the real folder, once."""
     folder = cfg["data_dir"] or _env_dir()
     if folder is None:
         folder = cached_generated(
             {"train": cfg["train_size"], "val": cfg["eval_size"], "test": cfg["eval_size"]}, seed=cfg["data_seed"]
         )
+    else:
+        folder = cached_copy(folder)
     return load_warcraft(folder)
+
+
+def _shared(array: np.ndarray) -> torch.Tensor:
+    """A tensor over the memory-mapped array, without a copy. Read-only pages: nothing writes to the data."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        return torch.from_numpy(array)
 
 
 def _env_dir():

@@ -299,7 +299,7 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """Every RNG a trial draws from, as tensors and plain Python values only, so a checkpoint loads with
     ``torch.load(weights_only=True)`` (no pickled classes from storage that other nodes can write)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
+    rng = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
         "numpy": {
@@ -312,14 +312,14 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
         "data": generator.get_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
 
 
-def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    numpy = state["numpy"]
+def restore_rng_state(rng: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    numpy = rng["numpy"]
     np.random.set_state(
         (
             numpy["kind"],
@@ -329,9 +329,9 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None
             numpy["cached_gaussian"],
         )
     )
-    generator.set_state(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    generator.set_state(rng["data"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def seed_everything(seed: int) -> None:

@@ -12,16 +12,18 @@ true shortest paths from the exact solver.
 from __future__ import annotations
 
 import hashlib
-import json
+import inspect
 import os
-import shutil
-import tempfile
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from losses import shortest_paths
+
+from . import data_cache
 
 ENV_VAR = "NEWTON_WARCRAFT_DIR"
 SPLITS = ("train", "val", "test")
@@ -83,11 +85,9 @@ def _check_split(arrays: dict[str, np.ndarray], split: str, folder: Path) -> Non
         )
 
 
-def generate_warcraft(folder: str | Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
-    """Write a generated data set in the real format into ``folder`` (deterministic in ``seed`` and ``sizes``)."""
+def generated_arrays(sizes: dict[str, int] | None = None, seed: int = 0) -> Iterator[tuple[str, np.ndarray]]:
+    """The generated set's files as (file name, array), split by split (deterministic in ``seed`` and ``sizes``)."""
     sizes = {**REAL_SIZES, **(sizes or {})}
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     textures = _textures(rng)
     for split in SPLITS:
@@ -96,39 +96,73 @@ def generate_warcraft(folder: str | Path, sizes: dict[str, int] | None = None, s
         paths, _ = shortest_paths(torch.from_numpy(weights.astype(np.float64)))
         arrays = {"maps": _render(rng, terrain, textures), "weights": weights, "paths": paths.numpy().astype(np.uint8)}
         for key, name in files(split).items():
-            tmp = folder / f".{name}.tmp.npy"
-            np.save(tmp, arrays[key])
-            os.replace(tmp, folder / name)  # no half-written file under the real name
+            yield name, arrays[key]
+
+
+def generate_warcraft(folder: str | Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """Write a generated data set in the real format into ``folder`` (deterministic in ``seed`` and ``sizes``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in generated_arrays(sizes, seed):
+        tmp = folder / f".{name}.tmp.npy"
+        np.save(tmp, array)
+        os.replace(tmp, folder / name)  # no half-written file under the real name
     return folder
 
 
 def cached_generated(sizes: dict[str, int] | None = None, seed: int = 0, cache: str | Path | None = None) -> Path:
-    """The generated set for these sizes and seed, generated once into the cache (``~/.cache/newton-losses``).
+    """The generated set for these sizes and seed, generated once per node into the data cache.
 
-    Safe under concurrency (trials starting together on one machine or on a shared folder): each process
-    generates into a private temporary folder and renames the finished folder into place, an atomic step, so
-    the cache folder either does not exist or is complete. A process that loses the race discards its copy
-    (generation is deterministic, so both copies are the same).
+    The cache (``tasks/data_cache.py``: ``$NEWTON_CACHE_DIR``, else ``~/.cache/newton-losses``; ``cache`` names
+    another) is keyed by the sizes, the seed, the terrain costs, the format and the generator's code; trials
+    that start together wait for one of them to generate it, and each checks the files before it memory-maps
+    them.
     """
     sizes = {**REAL_SIZES, **(sizes or {})}
-    # The last element is the format version: 2 since the exact solver, 3 since its canonical choice among
-    # equally short paths (paths on tied costs changed each time).
-    key = hashlib.sha1(json.dumps([sizes, seed, TERRAIN_COSTS, 3]).encode()).hexdigest()[:12]
-    root = Path(cache or os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "newton-losses"
-    folder = root / f"warcraft-generated-{key}"
-    if folder.is_dir():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=root))
+    # The format is 2 since the exact solver, 3 since its canonical choice among equally short paths (paths on
+    # tied costs changed each time).
+    identity = {
+        "sizes": sizes,
+        "seed": seed,
+        "terrain_costs": TERRAIN_COSTS,
+        "format": 3,
+        "code": generator_code(),  # an edited generator or solver makes a new entry, never a stale one
+    }
+    return data_cache.cached("warcraft-generated", identity, lambda: generated_arrays(sizes, seed), cache)
+
+
+def generator_code() -> str:
+    """A hash of the code that makes a generated set: this module (terrain, textures, rendering) and the exact
+    solver that labels the shortest paths."""
+    digest = hashlib.sha256()
+    for module in (__file__, inspect.getfile(shortest_paths)):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_copy(folder: str | Path, cache: str | Path | None = None) -> Path:
+    """A checked copy of a Warcraft folder (``data_dir``, often on storage shared by every node) in the node's data
+    cache, made once per node and keyed by the source files' paths, sizes and mtimes (a changed file makes a new
+    copy). Where the cache cannot be written, the source folder itself, with a warning."""
+    data = load_warcraft(folder)  # the source's own errors first: missing files, wrong shapes
+    source = Path(folder).expanduser().resolve()
+    stats = {name: (source / name).stat() for split in SPLITS for name in files(split).values()}
+    identity = {
+        "source": str(source),
+        "files": {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()},
+        "format": 1,
+    }
+
+    def copy():
+        for split in SPLITS:
+            for key, name in files(split).items():
+                yield name, np.ascontiguousarray(data[split][key])
+
     try:
-        generate_warcraft(private, sizes, seed)
-        os.rename(private, folder)
-    except OSError:
-        if not folder.is_dir():  # not a lost race: a real error
-            raise
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    return folder
+        return data_cache.cached("warcraft-copy", identity, copy, cache)
+    except OSError as error:
+        warnings.warn(f"{error}; reading {source} directly", stacklevel=2)
+        return source
 
 
 def _terrain(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -164,10 +198,17 @@ def _textures(rng: np.random.Generator, variants: int = 6) -> np.ndarray:
     return tiles
 
 
-def _render(rng: np.random.Generator, terrain: np.ndarray, textures: np.ndarray) -> np.ndarray:
+def _render(rng: np.random.Generator, terrain: np.ndarray, textures: np.ndarray, chunk: int = 500) -> np.ndarray:
     n = len(terrain)
     variant = rng.integers(textures.shape[1], size=terrain.shape)
-    tiles = textures[terrain, variant]  # (n, 12, 12, 8, 8, 3)
-    tiles = tiles * rng.uniform(0.85, 1.15, size=(n, GRID, GRID, 1, 1, 1)) + rng.normal(0, 6, size=tiles.shape)
-    image = tiles.transpose(0, 1, 3, 2, 4, 5).reshape(n, GRID * TILE, GRID * TILE, 3)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    scale = rng.uniform(0.85, 1.15, size=(n, GRID, GRID, 1, 1, 1))
+    image = np.empty((n, GRID * TILE, GRID * TILE, 3), np.uint8)
+    # In chunks of maps, so the float64 tiles take 110 MB, not 2.2 GB for 10 000 maps; the generator draws the
+    # noise of consecutive chunks as one draw of the whole, so the maps are the same.
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
+        tiles = textures[terrain[part], variant[part]]  # (chunk, 12, 12, 8, 8, 3)
+        tiles = tiles * scale[part] + rng.normal(0, 6, size=tiles.shape)
+        pixels = tiles.transpose(0, 1, 3, 2, 4, 5).reshape(-1, GRID * TILE, GRID * TILE, 3)
+        image[part] = np.clip(pixels, 0, 255).astype(np.uint8)
+    return image

@@ -44,7 +44,7 @@ def init_ray(address: str | None, py_modules: list[str] | None = None) -> None:
         ) from None
 
 
-DATA_VARIABLES = ("NEWTON_MNIST_DIR", "NEWTON_WARCRAFT_DIR")
+DATA_VARIABLES = ("NEWTON_MNIST_DIR", "NEWTON_WARCRAFT_DIR", "NEWTON_CACHE_DIR")
 
 
 def worker_env() -> dict[str, str]:

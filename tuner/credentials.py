@@ -13,23 +13,32 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from .errors import TunerError
 
-USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/]*)(?::(?P<password>[^@/]*))?@")
+USERINFO = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/?#]*)(?::(?P<password>.*?))?@"
+    r"(?P<host>[^@/?#]*)(?P<tail>(?:[/?#].*)?)$",
+    re.DOTALL,
+)
+"""``scheme://user:password@host/tail``. The password may hold any character, ``/``, ``?``, ``#`` and a raw ``@``
+included (SQLAlchemy reads a database URL's password the same way): it ends at the first ``@`` after which a host
+(no ``@``, ``/``, ``?``, ``#``) runs to the end or to the path, query or fragment. ``urlsplit`` would cut it at
+the first ``/``, ``?`` or ``#``."""
 
 
 def redact(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for messages and anything shown)."""
-    if not isinstance(url, str):
+    match = USERINFO.match(url) if isinstance(url, str) else None
+    if match is None or match["password"] is None:
         return url
-    return USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{':***' if m['password'] is not None else ''}@", url)
+    return f"{match['scheme']}{match['user']}:***@{match['host']}{match['tail']}"
 
 
 def redact_text(text: str) -> str:
     """Every URL password inside a longer text (a command line, an error message) replaced by ``***``."""
-    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):[^@/\s]*@", r"\1:***@", text)
+    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", lambda m: redact(m.group()), text)
 
 
 def split_credentials(url: str | None) -> tuple[str | None, dict[str, str]]:
@@ -38,18 +47,15 @@ def split_credentials(url: str | None) -> tuple[str | None, dict[str, str]]:
     if not url:
         return url, {}
     match = USERINFO.match(url)
-    if match is None or (match["password"] is None and not url.startswith(("http://", "https://"))):
+    web = url.startswith(("http://", "https://"))
+    if match is None or (match["password"] is None and not web):
         return url, {}
-    parts = urlsplit(url)
-    if url.startswith(("http://", "https://")):
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        env = {
-            "MLFLOW_TRACKING_USERNAME": _unquote(parts.username or ""),
-            "MLFLOW_TRACKING_PASSWORD": _unquote(parts.password or ""),
-        }
-        return urlunsplit(parts._replace(netloc=netloc)), env
-    netloc = f"{match['user']}@{parts.netloc.rsplit('@', 1)[1]}" if match["user"] else parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=netloc)), {"PGPASSWORD": _unquote(match["password"] or "")}
+    password = unquote(match["password"] or "")
+    if web:
+        env = {"MLFLOW_TRACKING_USERNAME": unquote(match["user"]), "MLFLOW_TRACKING_PASSWORD": password}
+        return f"{match['scheme']}{match['host']}{match['tail']}", env
+    user = f"{match['user']}@" if match["user"] else ""
+    return f"{match['scheme']}{user}{match['host']}{match['tail']}", {"PGPASSWORD": password}
 
 
 def move_to_environment(env: dict[str, str]) -> None:
@@ -62,7 +68,3 @@ def move_to_environment(env: dict[str, str]) -> None:
                 f"URL): give the database passwords in a libpq password file (PGPASSFILE) instead"
             )
         os.environ[key] = value
-
-
-def _unquote(text: str) -> str:
-    return unquote(text)

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from .state import load_state
 from .tracking import study_runs, tracking_at
 
+SYSTEM = "system/"  # MLflow's system metrics
 HISTORY_FETCHERS = 8  # concurrent history requests to a tracking server (benchmarks/export_history.py: 7x)
 TRIAL_COLUMNS = (
     "study",
@@ -38,7 +39,7 @@ def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
     """Write ``trials.parquet`` and ``history.parquet`` of the study's execution into ``out`` (default
     ``STUDY/export``)."""
     state = load_state(folder)
-    trials, history = study_tables(state.mlflow_uri, state.experiment_id, state.execution_id)
+    trials, history = study_tables(state.mlflow_uri, state.experiment_id, state.execution_id, system=True)
     out = Path(out) if out is not None else folder / "export"
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "trials.parquet", out / "history.parquet"
@@ -49,17 +50,26 @@ def export_study(folder: Path, out: Path | None = None) -> tuple[Path, Path]:
     return paths
 
 
-def study_tables(uri: str, experiment_id: str, execution_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, history) of one execution as DataFrames, straight from the tracking store."""
+def study_tables(
+    uri: str, experiment_id: str, execution_id: str, system: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, history) of one execution as DataFrames, straight from the tracking store. The history holds the
+    ``system/...`` metrics (tuner/telemetry.py) only with ``system``: nothing in the report reads them, and they
+    would double its requests (one per run x metric); their last values are in ``trials`` either way."""
     with tracking_at(uri, "reading the study's runs"):
-        return _tables(uri, experiment_id, execution_id)
+        return _tables(uri, experiment_id, execution_id, system)
 
 
-def _tables(uri: str, experiment_id: str, execution_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(uri: str, experiment_id: str, execution_id: str, system: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     client = MlflowClient(uri)
     runs = study_runs(uri, experiment_id, execution_id)
     rows = [_trial_row(run) for run in runs]
-    requests = [(row, run.info.run_id, key) for row, run in zip(rows, runs) for key in run.data.metrics]
+    requests = [
+        (row, run.info.run_id, key)
+        for row, run in zip(rows, runs)
+        for key in run.data.metrics
+        if system or not key.startswith(SYSTEM)
+    ]
     # MLflow has no bulk history call: one request per run x metric. Against a server they mostly wait on the
     # network and are overlapped; a local SQLite file is faster read by one thread (measured 0.4x with 8).
     fetchers = HISTORY_FETCHERS if uri.startswith(("http://", "https://")) else 1

@@ -135,6 +135,7 @@ def trial_context(state: StudyState) -> TrialContext:
         objectives=study.metrics,
         plugins=plugins(study),
         shown=tuple(study.shown_keys()),
+        telemetry=study.telemetry,
     )
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .atomic_files import replace_durably
 from .errors import StudyStateError
-from .study import NAME, Study
+from .study import NAME, Study, Telemetry
 
 STATE_FILE = "study.json"
 STATE_VERSION = 2
@@ -116,6 +116,7 @@ class TrialContext(BaseModel):
     objectives: tuple[str, ...]
     plugins: dict[str, dict[str, str]] = Field(default_factory=dict)
     shown: tuple[str, ...] = ("variant", "lam", "seed")
+    telemetry: Telemetry = Telemetry()
 
 
 def study_dir(storage: str | Path, name: str) -> Path:

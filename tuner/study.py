@@ -27,6 +27,7 @@ from .study_blocks import (  # noqa: F401 - re-exported: the study's blocks are 
     Search,
     SearchParam,
     Select,
+    Telemetry,
     _Frozen,
 )
 
@@ -51,6 +52,7 @@ class Study(_Frozen):
     max_failures: int = Field(default=1, ge=0)
     data: DataNeed = "any"
     keep_checkpoints: bool = False
+    telemetry: Telemetry = Telemetry()
     scales: dict[str, Scale] = Field(default_factory=dict)
     report: ReportOptions = ReportOptions()
     source: str = ""

@@ -1,6 +1,6 @@
 """The blocks a study file is made of, each a frozen, validated model: a searched parameter, a search and its
-early stopping, a selection, an adaptive replication, per-trial resources, a named scale, report options. The
-``Study`` that holds them is in ``study.py``."""
+early stopping, a selection, an adaptive replication, per-trial resources, per-trial telemetry, a named scale,
+report options. The ``Study`` that holds them is in ``study.py``."""
 
 from __future__ import annotations
 
@@ -143,6 +143,16 @@ class Replicate(_Frozen):
 class Resources(_Frozen):
     cpu: float = Field(default=1, gt=0)
     gpu: float = Field(default=0, ge=0)
+
+
+class Telemetry(_Frozen):
+    """What every trial logs about the machine it ran on (docs/performance.md#telemetry): MLflow's system metrics
+    (``system/...``: CPU, memory, disk, network, and the trial's GPUs with the ``gpu`` extra) every ``interval``
+    seconds and once more when the trial ends, so a trial shorter than the interval still has one sample. The peak
+    memory of the trial's own process is logged either way."""
+
+    system_metrics: bool = True
+    interval: float = Field(default=10, gt=0)  # seconds; the study's value wins over MLFLOW_SYSTEM_METRICS_*
 
 
 class Scale(_Frozen):

@@ -21,6 +21,7 @@ from .environment import environment_tags
 from .errors import TrackingError
 from .plugins import code_hash, code_source, describe_code
 from .state import TrialContext
+from .telemetry import trial_telemetry
 from .tracking import TrialRun
 
 STATE_FILE = "state.pt"
@@ -47,6 +48,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     config = placed(given, task, gpu_ids)
     resolved = task.describe(config)
     targets = tuple(target for names in context.plugins.values() for target in names.values())
+    device = pick_device(resolved["device"]) if resolved.get("device") else None
     tags = {
         "device": _device_tag(resolved.get("device")),
         "ray_gpu_ids": ",".join(gpu_ids),  # the GPUs Ray gave this trial (empty: none); the report counts sharers
@@ -57,7 +59,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         "code.task": describe_code(code_source(TASKS, context.task)),
         "code.loss": describe_code(code_source(LOSSES, resolved["loss"])),
         "env.code_hash": code_hash(targets),  # what this worker runs; the driver's is on the parent run
-        **environment_tags(pick_device(resolved["device"]) if resolved.get("device") else None),
+        **environment_tags(device),
     }
     run = TrialRun(
         context,
@@ -85,7 +87,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     if resume is not None:
         run.tag("resumed_from_step", str(resume["step"]) if isinstance(resume, dict) and "step" in resume else "?")
     try:
-        task.train(config, report, resume=resume)
+        with trial_telemetry(run, context.telemetry, device, gpu_ids, resumed=run.previous_status is not None):
+            task.train(config, report, resume=resume)
     except Exception as error:
         if not isinstance(error, TrackingError):  # with the store gone, the trial's own error is what to show
             with contextlib.suppress(TrackingError):

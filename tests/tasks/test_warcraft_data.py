@@ -1,7 +1,5 @@
 """Warcraft 12x12 data: the real format's loader and the offline generator of the same format."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -101,64 +99,38 @@ def test_comb_resnet18_shapes_and_parameter_count(generated):
     assert out.shape == (4, 12, 12) and torch.isfinite(out).all()
 
 
-def _generate_in_a_race(cache: str, start_at: float) -> dict[str, str]:
-    """One of several processes that ask for the same generated set at the same moment."""
-    import hashlib
-    import time
+def test_maps_do_not_depend_on_the_render_chunk():
+    """The maps are rendered in chunks to bound memory; the noise of consecutive chunks is one draw of the whole,
+    so any chunk size gives the same bytes."""
+    from tasks.warcraft_data import _render, _terrain, _textures
 
-    time.sleep(max(0.0, start_at - time.time()))
-    folder = cached_generated(SIZES, seed=11, cache=cache)
-    data = load_warcraft(folder)  # reads every file: a half-written one would fail here or differ below
-    return {
-        f"{split}/{key}": hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
-        for split, arrays in data.items()
-        for key, array in arrays.items()
-    }
+    def render(chunk):
+        rng = np.random.default_rng(4)
+        textures = _textures(rng)
+        return _render(rng, _terrain(rng, 7), textures, chunk=chunk)
 
-
-def test_concurrent_trials_share_one_complete_cache(tmp_path):
-    """Six processes with an empty cache, all at once: none crashes, all read the same complete set, and no
-    temporary folder is left behind."""
-    import multiprocessing
-    import time
-
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(6) as pool:
-        start_at = time.time() + 8  # after every worker has imported torch
-        results = pool.starmap(_generate_in_a_race, [(str(tmp_path), start_at)] * 6)
-    assert all(r == results[0] for r in results) and len(results[0]) == 9
-    entries = sorted(p.name for p in (tmp_path / "newton-losses").iterdir())
-    assert len(entries) == 1 and entries[0].startswith("warcraft-generated-")
-    reference = generate_warcraft(tmp_path / "direct", SIZES, seed=11)
-    assert _generate_in_a_race(str(tmp_path / "newton-losses" / ".."), 0) == results[0]
-    assert (reference / "train_maps.npy").read_bytes() == (
-        tmp_path / "newton-losses" / entries[0] / "train_maps.npy"
-    ).read_bytes()
+    whole = render(1000)
+    assert whole.shape == (7, 96, 96, 3) and whole.dtype == np.uint8
+    for chunk in (1, 3):
+        assert render(chunk).tobytes() == whole.tobytes()
 
 
-def test_the_cache_folder_never_holds_a_partial_set(tmp_path, monkeypatch):
-    """Generation writes elsewhere and the cache folder appears complete in one step; a generation that fails
-    midway leaves neither the cache folder nor a temporary one."""
-    import tasks.warcraft_data as module
-
-    real = module.generate_warcraft
-    seen = []
-
-    def watched(folder, sizes, seed):
-        seen.append(Path(folder))
-        assert not list((tmp_path / "newton-losses").glob("warcraft-generated-*")), "cache folder visible too early"
-        return real(folder, sizes, seed)
-
-    monkeypatch.setattr(module, "generate_warcraft", watched)
-    folder = cached_generated(SIZES, seed=2, cache=tmp_path)
-    assert seen and seen[0] != folder and seen[0].parent == folder.parent and not seen[0].exists()
-    load_warcraft(folder)
-
-    def failing(folder, sizes, seed):
-        (Path(folder) / "train_maps.npy").write_bytes(b"partial")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(module, "generate_warcraft", failing)
-    with pytest.raises(OSError, match="No space left"):
-        cached_generated(SIZES, seed=3, cache=tmp_path)
-    assert sorted(p.name for p in (tmp_path / "newton-losses").iterdir()) == [folder.name]
+def test_channel_stats_equal_those_of_a_float64_copy():
+    """The byte-value counts give the float32 mean and std that torch gives on a float64 copy of the maps, bit for
+    bit, over regimes: uniform bytes, clipped normals (saturated 0 and 255), one constant map (std 0), a few
+    distinct values, and chunk boundaries inside the set."""
+    rng = np.random.default_rng(0)
+    sets = [
+        rng.integers(0, 256, size=(7, 96, 96, 3)),
+        np.clip(rng.normal(128, 90, size=(5, 96, 96, 3)), 0, 255),
+        np.full((1, 96, 96, 3), 200),
+        rng.choice([0, 17, 255], size=(3, 96, 96, 3)),
+        *(np.clip(rng.normal(rng.uniform(0, 255), 25, size=(n, 96, 96, 3)), 0, 255) for n in range(1, 40, 6)),
+    ]
+    for maps in (s.astype(np.uint8) for s in sets):
+        reference = torch.from_numpy(maps.astype(np.float64)).reshape(-1, 3)
+        for chunk in (1, 4, 128):
+            mean, std = channel_stats(maps, chunk=chunk)
+            assert torch.equal(mean, reference.mean(0).float()) and torch.equal(std, reference.std(0).float())
+    mean, std = channel_stats(torch.from_numpy(sets[0].astype(np.uint8)))
+    assert torch.equal(std, torch.from_numpy(sets[0].astype(np.float64)).reshape(-1, 3).std(0).float())

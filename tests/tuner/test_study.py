@@ -117,6 +117,12 @@ BAD = [
         {"scales": {"smoke": {"resources": {"gpus": 0}}}},
         r": scales.smoke.resources.gpus: unknown key \(valid here: cpu, gpu\)",
     ),
+    (
+        "unknown telemetry key",
+        {"telemetry": {"intervall": 5}},
+        r": telemetry.intervall: unknown key \(valid here: system_metrics, interval\)",
+    ),
+    ("telemetry interval not positive", {"telemetry": {"interval": 0}}, r": telemetry.interval: .*greater than 0"),
     ("unknown task", {"task": "rankng"}, r": task: unknown task 'rankng'; did you mean 'ranking'\?"),
     (
         "unknown loss",
