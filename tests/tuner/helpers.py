@@ -63,7 +63,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(command: list, probe_url: str, timeout: float = 120):
+def serving(command: list, probe_url: str, timeout: float = 300):
     """Run a server ``command`` in its own process group until ``probe_url`` answers; stop the group after."""
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
