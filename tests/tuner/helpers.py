@@ -82,8 +82,9 @@ def serving(command: list, probe_url: str, timeout: float = 300):
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path):
-    """A real ``mlflow server`` (SQLite backend, served artifacts) on 127.0.0.1, as a cluster's head runs it."""
+def mlflow_server(folder: Path, backend: str | None = None, workers: int | None = None):
+    """A real ``mlflow server`` (served artifacts under ``folder``) on 127.0.0.1, as a cluster's head runs it; its
+    backend store is ``backend`` (a database URI) or a SQLite file in ``folder``."""
     url = f"http://127.0.0.1:{free_port()}"
     command = [
         sys.executable,
@@ -91,13 +92,14 @@ def mlflow_server(folder: Path):
         "mlflow",
         "server",
         "--backend-store-uri",
-        f"sqlite:///{(folder / 'server.db').resolve()}",
+        backend or f"sqlite:///{(folder / 'server.db').resolve()}",
         "--artifacts-destination",
         str((folder / "server-artifacts").resolve()),
         "--host",
         "127.0.0.1",
         "--port",
         url.rsplit(":", 1)[1],
+        *(["--workers", str(workers)] if workers else []),
     ]
     with serving(command, f"{url}/health"):
         yield url

@@ -4,7 +4,6 @@ trials writing at once: nothing lost, one run per trial, and export and report r
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tuner.state import load_state
 
-from .helpers import TINY_PARAMS, free_port, run_tuner, serving, tiny_study
+from .helpers import TINY_PARAMS, mlflow_server, run_tuner, tiny_study
 from .postgres import postgres_bin, postgres_server
 
 pytestmark = pytest.mark.slow
@@ -24,24 +23,7 @@ def tracking_server(tmp_path):
     if postgres_bin() is None:
         pytest.fail("this test needs Debian's postgresql package (installed by .ci/run)")
     with postgres_server() as database:
-        url = f"http://127.0.0.1:{free_port()}"
-        command = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            database,
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            url.rsplit(":", 1)[1],
-            "--workers",
-            "2",
-        ]
-        with serving(command, f"{url}/health"):
+        with mlflow_server(tmp_path, backend=database, workers=2) as url:
             yield url, database
 
 
@@ -101,24 +83,7 @@ def secured_tracking_server(tmp_path):
     if postgres_bin() is None:
         pytest.fail("this test needs Debian's postgresql package (installed by .ci/run)")
     with postgres_server(password=DB_SECRET) as database:
-        url = f"http://127.0.0.1:{free_port()}"
-        command = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            database,
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            url.rsplit(":", 1)[1],
-            "--workers",
-            "2",
-        ]
-        with serving(command, f"{url}/health"):
+        with mlflow_server(tmp_path, backend=database, workers=2) as url:
             yield url, database
 
 
