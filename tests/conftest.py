@@ -17,7 +17,7 @@ def pytest_runtest_setup(item):
     suffixed = item.nodeid.rfind("@") > item.nodeid.rfind("]")
     if grouped and getattr(item.config.option, "loadgroup", False) and not suffixed:
         pytest.fail(
-            f"pytest-xdist ignored this test's xdist_group mark ({grouped.args[0]!r}): this pytest/xdist pair cannot "
-            "group tests; install the versions pyproject.toml's [test] extra allows",
+            f"pytest-xdist ignored this test's xdist_group mark ({grouped.args or grouped.kwargs}): this pytest/xdist "
+            "pair cannot group tests; install the versions pyproject.toml's [test] extra allows",
             pytrace=False,
         )
