@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -84,18 +85,30 @@ def local_cluster(head_cpus: int, workers: list[str], head_gpus: int = 0):
         yield address, env, {name: (process, ids[name]) for name, process in zip(workers, nodes[1:])}
     finally:
         for node in reversed(nodes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, signal.SIGTERM)
-            try:
-                node.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
+            stop_node(node)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture
+def stop_node(node: subprocess.Popen) -> None:
+    """Stop one node now: SIGKILL its process group (``ray start``, GCS, raylet, agents) and every descendant in a
+    group of its own (Ray's workers). A graceful SIGTERM took a head about 30 s, its processes lingering in Ray's
+    exit handler; nothing here needs a graceful stop: the cluster's temp folder is removed after."""
+    try:
+        descendants = psutil.Process(node.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.pid, signal.SIGKILL)
+    for process in descendants:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    node.wait()
+
+
+@pytest.fixture(scope="module")
 def two_node_cluster():
-    """Head and worker, one CPU each."""
+    """Head and worker, one CPU each; shared by the tests of the group below, which each run their own study on it
+    (each with its own driver, storage and MLflow server) and leave no actor behind."""
     with local_cluster(1, ["worker"]) as (address, env, _):
         yield address, env
 
@@ -130,6 +143,7 @@ def wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120) ->
     raise RuntimeError(f"the local Ray cluster at {address} did not reach {count} node(s)")
 
 
+@pytest.mark.xdist_group("two_node_cluster")
 def test_study_runs_on_both_nodes_and_reports_from_the_mlflow_server(tmp_path, two_node_cluster):
     """The README's cluster recipe: trials on both nodes log to an ``mlflow server``; export and report read it.
     The data folder is named on the driver only (``NEWTON_MNIST_DIR``): the trials on both nodes read it (the
@@ -195,6 +209,7 @@ def test_wrong_address_is_a_quick_clear_error(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.xdist_group("two_node_cluster")
 def test_a_user_package_runs_on_workers_that_lack_it(tmp_path, two_node_cluster):
     """The example package (examples/topk_lab) is installed for the driver alone (its PYTHONPATH); neither node of
     the cluster can import it (checked first). ``tuner run --address`` ships it to the workers (Ray's
