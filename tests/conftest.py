@@ -21,13 +21,3 @@ def pytest_runtest_setup(item):
             "pair cannot group tests; install the versions pyproject.toml's [test] extra allows",
             pytrace=False,
         )
-
-
-def pytest_collection_modifyitems(items):
-    """Run the `slow` tests first (a stable sort: otherwise in collection order).
-
-    On two xdist workers the suite's time is the busier worker's. xdist hands out tests in collection order (its
-    groups first), a few at a time, so in file order the minutes-long end-to-end tests of `tests/tuner/test_r*`
-    to `test_u*` came last and one worker could run the final long one while the other had nothing left. Longest
-    first, the many second-long tests come last and even out the two workers' ends. Every test still runs."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
