@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -31,13 +32,17 @@ RAY = str(Path(sys.executable).parent / "ray")
 def local_cluster(head_cpus: int, workers: list[str], head_gpus: int = 0):
     """A head (``head_cpus`` CPUs, ``head_gpus`` GPUs declared to Ray: fake ones on a machine without) and one
     one-CPU worker per name in ``workers``, each worker also offering a
-    custom resource of its name (so a test knows which node is which), with Ray's default token authentication.
+    custom resource of its name (so a test knows which node is which), with Ray's default token authentication
+    (a fresh token per cluster).
 
     Every node runs as a foreground ``ray start --block`` process in its own process group, so a test can kill
     exactly one node, and teardown stops exactly this cluster (``ray stop`` would stop every Ray instance on the
     machine, a running study's too). Yields (address, env, {name: (process, node id)}).
     """
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # Token authentication with a token of this cluster's own, given to every node and driver through the
+    # environment: ``ray start --head`` refuses to start without one, and ~/.ray/auth_token (Ray's default place)
+    # exists only on a machine where someone generated it.
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     port = free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
     common = ["--disable-usage-stats", "--block"]
@@ -105,10 +110,9 @@ def stop_node(node: subprocess.Popen) -> None:
     node.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def two_node_cluster():
-    """Head and worker, one CPU each; shared by the tests of the group below, which each run their own study on it
-    (each with its own driver, storage and MLflow server) and leave no actor behind."""
+    """Head and worker, one CPU each, for the tests of one class."""
     with local_cluster(1, ["worker"]) as (address, env, _):
         yield address, env
 
@@ -144,59 +148,107 @@ def wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120) ->
 
 
 @pytest.mark.xdist_group("two_node_cluster")
-def test_study_runs_on_both_nodes_and_reports_from_the_mlflow_server(tmp_path, two_node_cluster):
-    """The README's cluster recipe: trials on both nodes log to an ``mlflow server``; export and report read it.
-    The data folder is named on the driver only (``NEWTON_MNIST_DIR``): the trials on both nodes read it (the
-    driver hands it to every trial), where they would otherwise have trained on the bundled substitute."""
-    address, env = two_node_cluster
-    digits = tmp_path / "mnist"
-    digits.mkdir()
-    pools = load_digits(None)
-    write_idx(digits / "train-images-idx3-ubyte.gz", np.concatenate([pools.train[0], pools.valid[0]]))
-    write_idx(digits / "train-labels-idx1-ubyte.gz", np.concatenate([pools.train[1], pools.valid[1]]).astype(np.uint8))
-    write_idx(digits / "t10k-images-idx3-ubyte.gz", pools.test[0])
-    write_idx(digits / "t10k-labels-idx1-ubyte.gz", pools.test[1].astype(np.uint8))
-    driver_env = {**env, "NEWTON_MNIST_DIR": str(digits)}  # the nodes were started without it
-    path = tiny_study(
-        tmp_path,
-        params={"n": 3, "loss": "neuralsort", "steps": 60, "batch_size": 4, "eval_every": 20, "eval_sets": 6},
-        max_concurrent=2,
-    )
-    shared = tmp_path / "shared"
-    # Without --mlflow-uri, trials on both nodes would write one SQLite file over shared storage: refused.
-    refused = run_tuner("run", path, "--storage", shared, "--address", address, env=env, timeout=120)
-    assert refused.returncode == 2, refused.stderr[-3000:]
-    assert (
-        refused.stderr.strip()
-        .splitlines()[-1]
-        .startswith("tuner: error: this Ray cluster has 2 nodes, and their trials cannot share one SQLite file")
-    )
-    assert "--mlflow-uri" in refused.stderr and not shared.exists()
-    with mlflow_server(tmp_path) as url:
-        result = run_tuner(
-            "run", path, "--storage", shared, "--address", address, "--mlflow-uri", url, env=driver_env, timeout=400
+class TestOnOneTwoNodeCluster:
+    """Two studies, each with its own driver, storage and MLflow server, on one two-node cluster: started for
+    the class, stopped after its last test (an xdist group keeps both tests on one worker)."""
+
+    def test_study_runs_on_both_nodes_and_reports_from_the_mlflow_server(self, tmp_path, two_node_cluster):
+        """The README's cluster recipe: trials on both nodes log to an ``mlflow server``; export and report read it.
+        The data folder is named on the driver only (``NEWTON_MNIST_DIR``): the trials on both nodes read it (the
+        driver hands it to every trial), where they would otherwise have trained on the bundled substitute."""
+        address, env = two_node_cluster
+        digits = tmp_path / "mnist"
+        digits.mkdir()
+        pools = load_digits(None)
+        write_idx(digits / "train-images-idx3-ubyte.gz", np.concatenate([pools.train[0], pools.valid[0]]))
+        write_idx(
+            digits / "train-labels-idx1-ubyte.gz", np.concatenate([pools.train[1], pools.valid[1]]).astype(np.uint8)
         )
-        assert result.returncode == 0, result.stderr[-3000:]
-        state = load_state(shared / "tiny")
-        assert state.mlflow_uri == url and not (shared / "tiny" / "mlflow.db").exists()
-        client = MlflowClient(url)
-        runs = client.search_runs([state.experiment_id], "tags.role = 'trial'")
-        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
-        nodes = {r.data.tags["ray_node"] for r in runs}
-        assert len(nodes) == 2, "two concurrent one-CPU trials must use both one-CPU nodes"
-        assert {r.data.params["data_source"] for r in runs} == {f"mnist-idx:{digits}"}
+        write_idx(digits / "t10k-images-idx3-ubyte.gz", pools.test[0])
+        write_idx(digits / "t10k-labels-idx1-ubyte.gz", pools.test[1].astype(np.uint8))
+        driver_env = {**env, "NEWTON_MNIST_DIR": str(digits)}  # the nodes were started without it
+        path = tiny_study(
+            tmp_path,
+            params={"n": 3, "loss": "neuralsort", "steps": 60, "batch_size": 4, "eval_every": 20, "eval_sets": 6},
+            max_concurrent=2,
+        )
+        shared = tmp_path / "shared"
+        # Without --mlflow-uri, trials on both nodes would write one SQLite file over shared storage: refused.
+        refused = run_tuner("run", path, "--storage", shared, "--address", address, env=env, timeout=120)
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert (
+            refused.stderr.strip()
+            .splitlines()[-1]
+            .startswith("tuner: error: this Ray cluster has 2 nodes, and their trials cannot share one SQLite file")
+        )
+        assert "--mlflow-uri" in refused.stderr and not shared.exists()
+        with mlflow_server(tmp_path) as url:
+            result = run_tuner(
+                "run", path, "--storage", shared, "--address", address, "--mlflow-uri", url, env=driver_env, timeout=400
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            state = load_state(shared / "tiny")
+            assert state.mlflow_uri == url and not (shared / "tiny" / "mlflow.db").exists()
+            client = MlflowClient(url)
+            runs = client.search_runs([state.experiment_id], "tags.role = 'trial'")
+            assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+            nodes = {r.data.tags["ray_node"] for r in runs}
+            assert len(nodes) == 2, "two concurrent one-CPU trials must use both one-CPU nodes"
+            assert {r.data.params["data_source"] for r in runs} == {f"mnist-idx:{digits}"}
 
-        exported = run_tuner("export", "tiny", "--storage", shared, "--out", tmp_path / "export")
-        assert exported.returncode == 0, exported.stderr[-3000:]
-        history = pd.read_parquet(tmp_path / "export" / "history.parquet")
-        steps = history[history.metric == "valid_elementwise"].groupby("run_id").step.apply(list)
-        assert len(steps) == 4 and all(s == [20, 40, 60] for s in steps)  # read concurrently, nothing lost
+            exported = run_tuner("export", "tiny", "--storage", shared, "--out", tmp_path / "export")
+            assert exported.returncode == 0, exported.stderr[-3000:]
+            history = pd.read_parquet(tmp_path / "export" / "history.parquet")
+            steps = history[history.metric == "valid_elementwise"].groupby("run_id").step.apply(list)
+            assert len(steps) == 4 and all(s == [20, 40, 60] for s in steps)  # read concurrently, nothing lost
 
-        reported = run_tuner("report", "tiny", "--storage", shared, "--out", tmp_path / "report")
-        assert reported.returncode == 0, reported.stderr[-3000:]
-        attached = {a.path for a in client.list_artifacts(state.parent_run_id, "report")}
-        assert {"report/report.md", "report/results.csv", "report/curves_steps.png"} <= attached
-    assert (tmp_path / "server-artifacts").is_dir()  # the artifacts went to the server, not to the driver's disk
+            reported = run_tuner("report", "tiny", "--storage", shared, "--out", tmp_path / "report")
+            assert reported.returncode == 0, reported.stderr[-3000:]
+            attached = {a.path for a in client.list_artifacts(state.parent_run_id, "report")}
+            assert {"report/report.md", "report/results.csv", "report/curves_steps.png"} <= attached
+        assert (tmp_path / "server-artifacts").is_dir()  # the artifacts went to the server, not to the driver's disk
+
+    def test_a_user_package_runs_on_workers_that_lack_it(self, tmp_path, two_node_cluster):
+        """The example package (examples/topk_lab) is installed for the driver alone (its PYTHONPATH); neither node of
+        the cluster can import it (checked first). ``tuner run --address`` ships it to the workers (Ray's
+        ``py_modules``) and resolves its entry points to import paths for them: every trial runs and lands in MLflow."""
+        address, env = two_node_cluster
+        site = install_example(tmp_path / "site")
+        probe = (
+            f"import ray, importlib.util; ray.init(address={address!r}, logging_level='ERROR')\n"
+            "import time\n@ray.remote(num_cpus=1, scheduling_strategy='SPREAD')\ndef where():\n"
+            "    time.sleep(1)\n"
+            "    return ray.get_runtime_context().get_node_id(), importlib.util.find_spec('topk_lab') is not None\n"
+            "print(sorted(set(ray.get([where.remote() for _ in range(8)]))))"
+        )
+        seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        assert seen.returncode == 0, seen.stderr[-2000:]
+        found = eval(seen.stdout.strip().splitlines()[-1])
+        assert len({node for node, _ in found}) == 2 and not any(has for _, has in found), found
+        driver_env = {**env, "PYTHONPATH": str(site)}
+        with mlflow_server(tmp_path) as url:
+            result = run_tuner(
+                "run",
+                EXAMPLE / "studies" / "topk.yaml",
+                "--scale",
+                "smoke",
+                "--storage",
+                tmp_path / "shared",
+                "--address",
+                address,
+                "--mlflow-uri",
+                url,
+                env=driver_env,
+                timeout=900,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            state = load_state(tmp_path / "shared" / "topk_digits-smoke")
+            runs = MlflowClient(url).search_runs([state.experiment_id], "tags.role = 'trial'")
+            assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+            assert len({r.data.tags["ray_node"] for r in runs}) == 2
+            assert all(
+                r.data.tags["code.loss"].startswith("entry point | topk_lab.loss:DiffSortTopKLoss") for r in runs
+            )
 
 
 def test_wrong_address_is_a_quick_clear_error(tmp_path):
@@ -207,48 +259,6 @@ def test_wrong_address_is_a_quick_clear_error(tmp_path):
     assert result.returncode == 2
     assert "tuner: error: no Ray cluster answers at 127.0.0.1:" in result.stderr and "ray start --head" in result.stderr
     assert not (tmp_path / "store").exists()
-
-
-@pytest.mark.xdist_group("two_node_cluster")
-def test_a_user_package_runs_on_workers_that_lack_it(tmp_path, two_node_cluster):
-    """The example package (examples/topk_lab) is installed for the driver alone (its PYTHONPATH); neither node of
-    the cluster can import it (checked first). ``tuner run --address`` ships it to the workers (Ray's
-    ``py_modules``) and resolves its entry points to import paths for them: every trial runs and lands in MLflow."""
-    address, env = two_node_cluster
-    site = install_example(tmp_path / "site")
-    probe = (
-        f"import ray, importlib.util; ray.init(address={address!r}, logging_level='ERROR')\n"
-        "import time\n@ray.remote(num_cpus=1, scheduling_strategy='SPREAD')\ndef where():\n"
-        "    time.sleep(1)\n"
-        "    return ray.get_runtime_context().get_node_id(), importlib.util.find_spec('topk_lab') is not None\n"
-        "print(sorted(set(ray.get([where.remote() for _ in range(8)]))))"
-    )
-    seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
-    assert seen.returncode == 0, seen.stderr[-2000:]
-    found = eval(seen.stdout.strip().splitlines()[-1])
-    assert len({node for node, _ in found}) == 2 and not any(has for _, has in found), found
-    driver_env = {**env, "PYTHONPATH": str(site)}
-    with mlflow_server(tmp_path) as url:
-        result = run_tuner(
-            "run",
-            EXAMPLE / "studies" / "topk.yaml",
-            "--scale",
-            "smoke",
-            "--storage",
-            tmp_path / "shared",
-            "--address",
-            address,
-            "--mlflow-uri",
-            url,
-            env=driver_env,
-            timeout=900,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        state = load_state(tmp_path / "shared" / "topk_digits-smoke")
-        runs = MlflowClient(url).search_runs([state.experiment_id], "tags.role = 'trial'")
-        assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
-        assert len({r.data.tags["ray_node"] for r in runs}) == 2
-        assert all(r.data.tags["code.loss"].startswith("entry point | topk_lab.loss:DiffSortTopKLoss") for r in runs)
 
 
 def test_a_worker_node_lost_mid_trial(tmp_path):

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .decisions import no_spread
 from .stats import by_setting, setting_columns
 
 NAN = float("nan")
-NO_SPREAD = 1e-12  # a difference or spread at or below this is zero up to rounding
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,12 @@ def paired_summary(pairs: pd.DataFrame, mode: str | None) -> pd.DataFrame:
     rows = []
     for key, group in pairs.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
-        row.update(_tests(group["delta"].to_numpy(float), mode, "", len(group)))
+        ours = group[["baseline", "newton"]].to_numpy(float)
+        row.update(_tests(group["delta"].to_numpy(float), ours, mode, "", len(group)))
         paper = group["paper_delta"].to_numpy(float)
         if not np.isnan(paper).any():
-            row.update(_tests(paper, mode, "paper_", len(group)))
+            cited = group[["paper_baseline", "paper_newton"]].to_numpy(float)
+            row.update(_tests(paper, cited, mode, "paper_", len(group)))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -173,12 +175,13 @@ def wall_seconds(done: pd.DataFrame) -> float:
 _PER_SEED = {"seed", "baseline", "newton", "delta", "ratio"}
 
 
-def _tests(delta: np.ndarray, mode: str | None, prefix: str, n: int) -> dict[str, float]:
-    """Paired t-test and exact sign test of the differences (variant − baseline) over seeds."""
+def _tests(delta: np.ndarray, values: np.ndarray, mode: str | None, prefix: str, n: int) -> dict[str, float]:
+    """Paired t-test and exact sign test of the differences (variant − baseline) over seeds; a spread, or a
+    difference, within float32 rounding of the ``values`` it comes from counts as none (``decisions.no_spread``)."""
     out = {f"{prefix}pairs": n, f"{prefix}mean_delta": float(delta.mean())}
     spread = delta.std(ddof=1) if len(delta) > 1 else 0.0
-    out[f"{prefix}t_p"] = float(stats.ttest_1samp(delta, 0.0).pvalue) if spread > NO_SPREAD else NAN
-    nonzero = delta[np.abs(delta) > NO_SPREAD]
+    out[f"{prefix}t_p"] = float(stats.ttest_1samp(delta, 0.0).pvalue) if not no_spread(spread, values) else NAN
+    nonzero = delta[[not no_spread(abs(d), values) for d in delta]]
     out[f"{prefix}sign_p"] = (
         float(stats.binomtest(int((nonzero < 0).sum()), len(nonzero)).pvalue) if len(nonzero) else NAN
     )
