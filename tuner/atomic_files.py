@@ -27,6 +27,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 PARTIAL = ".partial"
+CHECKPOINT_PREFIX = "checkpoint_"  # Tune's name for a trial's checkpoint folders
 
 
 def fsync_folder(folder: str | os.PathLike) -> None:
@@ -95,6 +96,22 @@ class AtomicWrites(FSSpecHandler):
 
     def open_output_stream(self, path, metadata):
         return pyarrow.PythonFile(ReplaceOnClose(path), mode="w")
+
+    def delete_dir(self, path):
+        """Empty a trial's ``checkpoint_*`` folder instead of removing it; remove any other folder.
+
+        Tune keeps ``num_to_keep`` checkpoints a trial: registering a new one deletes the oldest, and the saved
+        experiment state stops naming it only at its next save, synced to the study folder asynchronously. A
+        driver killed in between leaves a state that names the deleted checkpoint, and Tune refuses to restore a
+        checkpoint whose path is gone: the trial failed for good (seen in the fault campaign under load). An
+        empty folder passes Tune's check, and the trial, finding no state in it, retrains from its start
+        (``tuner/trainable.py``): deterministic, and its logged steps are not logged again.
+        """
+        if Path(path).name.startswith(CHECKPOINT_PREFIX):
+            for item in self.fs.ls(path, detail=False):
+                self.fs.rm(item, recursive=True)
+        else:
+            super().delete_dir(path)
 
     def __reduce__(self):  # trials on Ray workers rebuild it from its class
         return AtomicWrites, ()

@@ -177,11 +177,14 @@ def _device_tag(device: str | None) -> str:
 
 
 def _load_checkpoint() -> dict[str, Any] | None:
+    """The trial's state from Tune's checkpoint; None without one, or when the checkpoint was emptied (a state
+    saved before Tune dropped it, ``tuner/atomic_files.py``): the trial then retrains from its start."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return load_state_file(Path(folder) / STATE_FILE)
+        path = Path(folder) / STATE_FILE
+        return load_state_file(path) if path.exists() else None
 
 
 def load_state_file(path: Path) -> dict[str, Any]:

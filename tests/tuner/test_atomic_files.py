@@ -63,3 +63,19 @@ def test_an_unreadable_tune_state_is_refused_in_one_line(tmp_path):
 def test_only_searches_save_tune_state_on_every_step():
     assert checkpoint_period("search") == "0"
     assert checkpoint_period("grid") == checkpoint_period("replicate") == "auto"
+
+
+def test_tune_dropping_a_checkpoint_empties_its_folder_and_removes_any_other(tmp_path):
+    """A state saved before the drop may still name the checkpoint: its folder must stay (Tune refuses a missing
+    path), empty (the disk is freed); any other folder goes."""
+    trial = tmp_path / "run_trial_1"
+    (trial / "checkpoint_000002" / "sub").mkdir(parents=True)
+    (trial / "checkpoint_000002" / "state.pt").write_bytes(b"x" * 1000)
+    (trial / "checkpoint_000002" / "sub" / "more").write_bytes(b"y")
+    (trial / "other").mkdir()
+    (trial / "other" / "f").write_bytes(b"z")
+    fs = pickle.loads(pickle.dumps(atomic_filesystem()))
+    fs.delete_dir(str(trial / "checkpoint_000002"))
+    assert (trial / "checkpoint_000002").is_dir() and not any((trial / "checkpoint_000002").iterdir())
+    fs.delete_dir(str(trial / "other"))
+    assert not (trial / "other").exists()

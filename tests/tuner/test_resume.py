@@ -1,6 +1,7 @@
 """``tuner resume`` after the driver was SIGKILLed: nothing lost, nothing run or logged twice."""
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -170,3 +171,37 @@ def test_resume_counts_the_failures_of_phases_finished_before_the_kill(tmp_path)
     assert state.phases == {"grid": "done", "search": "done"} and state.failed == {"grid": 1, "search": 0}
     parent = MlflowClient(state.mlflow_uri).get_run(state.parent_run_id)
     assert parent.info.status == "FAILED"
+
+
+def test_a_state_naming_a_dropped_checkpoint_retrains_that_trial_from_its_start(tmp_path):
+    """The race of Tune's checkpoint deletion with a kill (docs/reliability.md): the saved state names a
+    checkpoint Tune has since dropped. Tune drops through the study's filesystem, which empties the folder; this
+    test empties every checkpoint of the interrupted trial after the kill, the worst case of that race. ``tuner
+    resume`` must finish the study: the trial retrains from its start, every step logged once."""
+    params = {**TINY_PARAMS, "steps": 240, "eval_every": 20}
+    path = tiny_study(tmp_path, name="slow", params=params, grid=[{"variant": ["baseline"]}], seeds=[0, 1])
+    store = tmp_path / "store"
+
+    def running_past_a_checkpoint():
+        return any(r.info.status == "RUNNING" and 60 <= last_step(store, r) < 200 for r in trial_runs(store))
+
+    run_and_kill_when(["run", path], store, running_past_a_checkpoint, "never a trial running past step 60")
+    interrupted = [r for r in trial_runs(store) if r.info.status == "RUNNING"]
+    assert len(interrupted) == 1
+    emptied = 0
+    for folder in (store / "slow" / "grid").glob("run_trial_*/checkpoint_*"):
+        if any(folder.iterdir()):
+            for item in folder.iterdir():
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+            emptied += 1
+    assert emptied
+    result = run_tuner("resume", "slow", "--storage", store, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = trial_runs(store)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    client = MlflowClient(load_state(store / "slow").mlflow_uri)
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        assert sorted(steps) == list(range(20, 241, 20)), f"steps lost or logged twice in {run.info.run_name}"
+    (again,) = [r for r in runs if r.info.run_id == interrupted[0].info.run_id]
+    assert again.data.tags.get("resumed") == "true" and "resumed_from_step" not in again.data.tags
