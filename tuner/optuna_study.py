@@ -31,6 +31,7 @@ import math
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 from .credentials import redact
@@ -180,7 +181,12 @@ class StoredOptunaSearch(OptunaSearch):
         if trial_id in self._told_before_restore or trial_id not in self._ot_trials:
             return
         self._attribute(trial_id, result)
-        super().on_trial_result(trial_id, result)
+        # Optuna's intermediate values are keyed by the task's step, as MLflow's histories are, not by Tune's
+        # report count: a trial retrained from its start (an emptied checkpoint, tuner/atomic_files.py) reports
+        # its steps again under later counts, and each step must keep its own value (Optuna ignores a repeat).
+        super().on_trial_result(
+            trial_id, {**result, TRAINING_ITERATION: result.get("step", result[TRAINING_ITERATION])}
+        )
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self._told_before_restore:  # told before a kill; Tune replayed its finished run

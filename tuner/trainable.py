@@ -86,6 +86,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     resume = _load_checkpoint()
     if resume is not None:
         run.tag("resumed_from_step", str(resume["step"]) if isinstance(resume, dict) and "step" in resume else "?")
+    elif run.previous_status is not None:  # an earlier attempt left no usable checkpoint: trained from the start
+        run.tag("resumed_from_step", "0")
     try:
         with trial_telemetry(run, context.telemetry, device, gpu_ids, resumed=run.previous_status is not None):
             task.train(config, report, resume=resume)

@@ -84,6 +84,22 @@ def test_restore_after_a_kill_neither_loses_nor_repeats_a_trial(tmp_path):
     assert trials[2].user_attrs["metrics"] == {"acc": 0.4, "time_total": 0.8}
 
 
+def test_intermediate_values_are_keyed_by_the_tasks_step_and_survive_a_retrain_from_the_start(tmp_path):
+    """A trial restored from an emptied checkpoint (tuner/atomic_files.py) retrains from step 0 while Tune's report
+    count goes on: Optuna must hold each step's value once, under the step, not the count."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    new_phase_study(OptunaRef(url=url, study="s"), ["maximize"], OptunaSearch.convert_search_space(SPACE), [], "/here")
+    search = searcher(url)
+    search.suggest("a")
+    values = {20: 0.3, 40: 0.4, 60: 0.5}
+    first_attempt, retrain = [20, 40], [20, 40, 60]
+    for count, step in enumerate(first_attempt + retrain, start=1):
+        search.on_trial_result("a", {**result(values[step], "run-a", step=count), "step": step})
+    search.on_trial_complete("a", {**result(0.5, "run-a", step=5), "step": 60})
+    (trial,) = optuna.load_study(study_name="s", storage=url).trials
+    assert trial.intermediate_values == values and trial.value == 0.5
+
+
 def test_two_objectives_are_told_as_values(tmp_path):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     new_phase_study(

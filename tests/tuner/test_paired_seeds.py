@@ -107,3 +107,36 @@ def test_differences_equal_up_to_float32_rounding_are_no_t_test():
     )
     row = paired_report(trials, _task(), {"mse": "max"}).summary.iloc[0]
     assert np.isnan(row["t_p"]) and row["sign_p"] == pytest.approx(0.5) and row["better_in"] == "2 of 2"
+
+
+def test_small_real_differences_of_a_float64_metric_are_tested():
+    """cvxpy_relu's MSE is float64: differences of ~1e-7 at a scale of 0.5 are hundreds of millions of float64
+    steps, a real (if small) effect, not rounding; only float32 values get float32's coarser steps."""
+    base = {1: 0.322, 2: 0.186, 3: 0.522, 4: 0.225, 5: 0.260}  # Table 9's baselines
+    delta = {1: -1.0e-7, 2: -1.3e-7, 3: -0.8e-7, 4: -1.1e-7, 5: -0.9e-7}
+    trials = _trials(
+        {
+            **{("baseline", None, s): v for s, v in base.items()},
+            **{("fisher", 0.1, s): base[s] + delta[s] for s in base},
+        }
+    )
+    row = paired_report(trials, _task(), {"mse": "min"}).summary.iloc[0]
+    d = np.array([base[s] + delta[s] - base[s] for s in base])
+    assert row["t_p"] == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue, rel=1e-9) and row["t_p"] < 1e-3
+    assert row["sign_p"] == pytest.approx(0.0625) and row["better_in"] == "5 of 5"
+
+
+def test_better_in_does_not_count_a_rounding_difference():
+    """A seed whose float32 values differ by a rounding step is neither better nor worse, in the sign test and in
+    "better in" alike."""
+    base = np.float32([0.6119999885559082, 0.5680000185966492]).astype(float)
+    tied = np.nextafter(np.float32(base), np.float32(1.0)).astype(float)  # one float32 step above
+    trials = _trials(
+        {("baseline", None, 1): base[0], ("baseline", None, 2): base[1]}
+        | {
+            ("fisher", 0.1, 1): tied[0],
+            ("fisher", 0.1, 2): tied[1],
+        }
+    )
+    row = paired_report(trials, _task(), {"mse": "max"}).summary.iloc[0]
+    assert np.isnan(row["t_p"]) and np.isnan(row["sign_p"]) and row["better_in"] == "0 of 2"

@@ -22,9 +22,11 @@ SCALES = (1e-9, 1e-3, 1.0, 1e3, 1e9)
 
 
 def rounding(*values) -> float:
-    """Four float32 steps at the values' largest magnitude: metrics come from float32 tensors, and a spread that
-    small is their rounding, not a spread."""
-    return 4 * float(np.spacing(np.float32(np.abs(np.r_[values]).max())))
+    """Four steps of the values' precision at their largest magnitude (float32's when every value is a float32
+    number, as metrics from float32 tensors are; float64's otherwise): a spread that small is rounding."""
+    x = np.abs(np.r_[values])
+    single = all(float(np.float32(v)) == v for v in x)
+    return 4 * float(np.spacing(np.float32(x.max()) if single else x.max()))
 
 
 @st.composite
@@ -43,14 +45,16 @@ def samples(draw, pair: bool):
     elif regime == "no spread":
         b = np.full(m, 0.5)
         a = b + 0.25 if pair else np.full(n, 0.75)
-    elif regime == "float32":  # float32 accuracies over 500 elements, 11 more right in every seed (paired)
+    elif regime == "float32":  # float32 metrics (accuracies over 500 elements, scaled), 11 more right in every seed
         hits = rng.integers(200, 400, max(n, m))
-        b = (hits[:m] / np.float32(500)).astype(np.float32).astype(float)
-        a = ((hits[:n] + 11) / np.float32(500)).astype(np.float32).astype(float)
+        b = (hits[:m] / np.float32(500) * np.float32(scale)).astype(np.float32).astype(float)
+        a = ((hits[:n] + 11) / np.float32(500) * np.float32(scale)).astype(np.float32).astype(float)
     elif regime == "nan":
         a[rng.integers(n)] = np.nan
+    if regime != "float32":
+        a, b = a * scale, b * scale
     seeds_b = list(range(m)) if pair else list(range(100, 100 + m))
-    return pd.Series(a * scale, index=range(n)), pd.Series(b * scale, index=seeds_b), regime, scale
+    return pd.Series(a, index=range(n)), pd.Series(b, index=seeds_b), regime, scale
 
 
 def brute_force_better(x, y, sign):
@@ -362,3 +366,27 @@ def test_float32_rounding_of_equal_differences_is_no_spread():
     }
     row = compare(frame["fisher"], frame["baseline"], "test_elementwise")
     assert row["test"] == "paired t (undefined: equal differences)" and math.isnan(row["p"])
+
+
+@pytest.mark.parametrize(
+    "values, step",
+    [
+        ([1.0, 0.5], 2.0**-23),  # float32 numbers: float32's step at 1
+        ([0.1, 0.2], 2.0**-55),  # float64 numbers: float64's step at 0.2 (0.1 and 0.2 are not float32 numbers)
+        ([float(np.float32(0.1)), float(np.float32(0.3))], 2.0**-25),  # float32's step at 0.3 (in [0.25, 0.5))
+        ([1e39, 2e39], float(np.spacing(2e39))),  # beyond float32's range: float64 steps, never infinite
+        ([1e-50, 2e-50], float(np.spacing(2e-50))),  # below float32's range: float64 steps, never float32's 1e-45
+        ([np.inf, 1.0, np.nan], 2.0**-23),  # non-finite values are left out
+        ([np.nan], 0.0),
+        ([0.0, 0.0], float(np.spacing(np.float32(0)))),
+    ],
+)
+def test_the_rounding_step_is_that_of_the_values_own_precision(values, step):
+    assert decisions.rounding_step(np.array(values)) == step
+
+
+@pytest.mark.parametrize("scale", [1e-50, 1e-12, 1.0, 1e12, 1e39])
+def test_a_ten_percent_spread_is_a_spread_at_every_float64_scale(scale):
+    values = np.array([1.0, 1.1, 0.9]) * scale
+    assert not decisions.no_spread(float(values.std(ddof=1)), values)
+    assert decisions.no_spread(0.0, values)

@@ -51,11 +51,13 @@ CONFIDENCE = 0.95
 RESAMPLES = 9999
 MAX_SEEDS = 1000  # seeds-needed beyond this is "> 1000"
 MAX_EFFECT = 1e6  # Cohen's d used in power analysis at most this
-# A spread of at most this many float32 steps (ulps) of the values' magnitude is rounding, not a spread. Metrics
-# come from float32 tensors (torch's default): two seeds whose accuracy differences are equal in exact arithmetic
-# (11/500 in both) differ by ~1 ulp once read as float64, and a float64 threshold (1e-12) took that for a
-# spread: t ~ 1e6, Holm p ~ 1e-5, a "better" verdict from two seeds. The smallest real step of the paper's
-# accuracies (one element in 10 000 test sets of n = 10: 1e-5) is ~80 ulps of 1.
+# A spread of at most this many steps (ulps) of the values' own precision at their magnitude is rounding, not a
+# spread. Most metrics come from float32 tensors (torch's default): two seeds whose accuracy differences are
+# equal in exact arithmetic (11/500 in both) differ by ~1 float32 ulp once read as float64, and a float64
+# threshold (1e-12) took that for a spread: t ~ 1e6, Holm p ~ 1e-5, a "better" verdict from two seeds. Values
+# that are all float32 numbers get float32 steps; any other value (a float64 metric such as cvxpy_relu's MSE)
+# float64 steps. The smallest real step of the paper's accuracies (one element in 10 000 test sets of n = 10:
+# 1e-5) is ~80 float32 ulps of 1.
 NO_SPREAD_ULPS = 4
 VERDICTS = ("better", "worse", "equivalent", "undecided")
 LOWER_BETTER_PREFIX = "time_"  # time_total, time_loss, ...: seconds, lower is better
@@ -88,11 +90,22 @@ def paired(a: pd.Series, b: pd.Series) -> bool:
     return len(common) >= 2 and len(common) == len(a) == len(b)
 
 
+def rounding_step(*values: np.ndarray) -> float:
+    """One step (ulp) of the values' precision at their largest finite magnitude: float32's when every finite
+    value is a float32 number, float64's otherwise; 0 without a finite value."""
+    finite = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in values] or [np.zeros(0)])
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return 0.0
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range is not a float32 number
+        single = bool(np.all(finite.astype(np.float32).astype(float) == finite))
+    return float(np.spacing((np.float32 if single else np.float64)(np.abs(finite).max())))
+
+
 def no_spread(sd: float, *values: np.ndarray) -> bool:
-    """``sd`` is zero up to float32 rounding of the values it comes from: at most ``NO_SPREAD_ULPS`` float32
-    steps at their largest magnitude (conservative: a test it declines leaves the comparison undecided)."""
-    scale = max((float(np.nanmax(np.abs(v))) for v in values if (~np.isnan(v)).any()), default=0.0)
-    return not sd > NO_SPREAD_ULPS * float(np.spacing(np.float32(min(scale, np.finfo(np.float32).max))))
+    """``sd`` is zero up to rounding of the values it comes from: at most ``NO_SPREAD_ULPS`` steps of their
+    precision at their largest magnitude (conservative: a test it declines leaves the comparison undecided)."""
+    return not sd > NO_SPREAD_ULPS * rounding_step(*values)
 
 
 def difference(

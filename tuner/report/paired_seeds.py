@@ -177,7 +177,8 @@ _PER_SEED = {"seed", "baseline", "newton", "delta", "ratio"}
 
 def _tests(delta: np.ndarray, values: np.ndarray, mode: str | None, prefix: str, n: int) -> dict[str, float]:
     """Paired t-test and exact sign test of the differences (variant − baseline) over seeds; a spread, or a
-    difference, within float32 rounding of the ``values`` it comes from counts as none (``decisions.no_spread``)."""
+    difference, within rounding of the ``values`` it comes from counts as none (``decisions.no_spread``), in the
+    sign test and in "better in" alike."""
     out = {f"{prefix}pairs": n, f"{prefix}mean_delta": float(delta.mean())}
     spread = delta.std(ddof=1) if len(delta) > 1 else 0.0
     out[f"{prefix}t_p"] = float(stats.ttest_1samp(delta, 0.0).pvalue) if not no_spread(spread, values) else NAN
@@ -186,7 +187,7 @@ def _tests(delta: np.ndarray, values: np.ndarray, mode: str | None, prefix: str,
         float(stats.binomtest(int((nonzero < 0).sum()), len(nonzero)).pvalue) if len(nonzero) else NAN
     )
     if mode in ("min", "max"):
-        better = (delta < 0) if mode == "min" else (delta > 0)
+        better = (nonzero < 0) if mode == "min" else (nonzero > 0)
         out[f"{prefix}better_in"] = f"{int(better.sum())} of {len(delta)}"
     return out
 
