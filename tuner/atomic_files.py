@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -28,6 +29,17 @@ from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 PARTIAL = ".partial"
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's name for a trial's checkpoint folders
+
+
+def empty_checkpoint(folder: Path) -> None:
+    """Remove what a trial's checkpoint folder holds and keep the folder: a saved Tune state may still name it, and
+    Tune refuses to restore a checkpoint whose folder is gone. Best effort: what cannot be removed costs disk,
+    never a trial."""
+    for item in folder.iterdir():
+        if item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
 
 
 def fsync_folder(folder: str | os.PathLike) -> None:
@@ -108,8 +120,7 @@ class AtomicWrites(FSSpecHandler):
         (``tuner/trainable.py``): deterministic, and its logged steps are not logged again.
         """
         if Path(path).name.startswith(CHECKPOINT_PREFIX):
-            for item in self.fs.ls(path, detail=False):
-                self.fs.rm(item, recursive=True)
+            empty_checkpoint(Path(path))
         else:
             super().delete_dir(path)
 

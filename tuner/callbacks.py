@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from ray.tune import Callback
 
+from .atomic_files import CHECKPOINT_PREFIX, empty_checkpoint
 from .errors import TrackingError
 from .state import TrialContext
 from .tracking import finish_trial_run
@@ -83,12 +83,8 @@ def drop_checkpoints(trial) -> None:
     folder = Path(trial.path) if trial.path and "://" not in str(trial.path) else None
     if folder is None or not folder.is_dir():
         return
-    for checkpoint in folder.glob("checkpoint_*"):
-        for item in checkpoint.iterdir():
-            if item.is_dir():
-                shutil.rmtree(item, ignore_errors=True)
-            else:
-                item.unlink(missing_ok=True)
+    for checkpoint in folder.glob(f"{CHECKPOINT_PREFIX}*"):
+        empty_checkpoint(checkpoint)
 
 
 def _error(trial) -> str:

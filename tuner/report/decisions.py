@@ -102,10 +102,11 @@ def rounding_step(*values: np.ndarray) -> float:
     return float(np.spacing((np.float32 if single else np.float64)(np.abs(finite).max())))
 
 
-def no_spread(sd: float, *values: np.ndarray) -> bool:
-    """``sd`` is zero up to rounding of the values it comes from: at most ``NO_SPREAD_ULPS`` steps of their
-    precision at their largest magnitude (conservative: a test it declines leaves the comparison undecided)."""
-    return not sd > NO_SPREAD_ULPS * rounding_step(*values)
+def no_spread(sd: float | np.ndarray, *values: np.ndarray) -> bool | np.ndarray:
+    """``sd`` (a number, or an array of them) is zero up to rounding of the values it comes from: at most
+    ``NO_SPREAD_ULPS`` steps of their precision at their largest magnitude (conservative: a test it declines
+    leaves the comparison undecided; NaN counts as no spread)."""
+    return ~(np.asarray(sd) > NO_SPREAD_ULPS * rounding_step(*values))
 
 
 def difference(

@@ -182,7 +182,7 @@ def _tests(delta: np.ndarray, values: np.ndarray, mode: str | None, prefix: str,
     out = {f"{prefix}pairs": n, f"{prefix}mean_delta": float(delta.mean())}
     spread = delta.std(ddof=1) if len(delta) > 1 else 0.0
     out[f"{prefix}t_p"] = float(stats.ttest_1samp(delta, 0.0).pvalue) if not no_spread(spread, values) else NAN
-    nonzero = delta[[not no_spread(abs(d), values) for d in delta]]
+    nonzero = delta[~no_spread(np.abs(delta), values)]
     out[f"{prefix}sign_p"] = (
         float(stats.binomtest(int((nonzero < 0).sum()), len(nonzero)).pvalue) if len(nonzero) else NAN
     )
