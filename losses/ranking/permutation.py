@@ -46,14 +46,20 @@ def per_set_bce_from_logits(logits: torch.Tensor, q: torch.Tensor) -> torch.Tens
     averaged over the n x n entries -> (N,), with exact logs:
 
         log p_ij       = l_ij - logsumexp_k l_ik
-        log(1 - p_ij)  = logsumexp_{k != j} l_ik - logsumexp_k l_ik
+        log(1 - p_ij)  = log1p(-p_ij)                                  if j is not the row's argmax a (p_ij <= 1/2)
+                       = logsumexp_{k != a} l_ik - logsumexp_k l_ik    if j = a
+
+    Both lines are the same function, each evaluated where it loses no precision: beside the argmax 1 - p cannot
+    cancel, and at the argmax the sum over the other entries is formed without subtracting. O(n^2) per set.
     """
-    n = logits.shape[-1]
     total = logits.logsumexp(-1, keepdim=True)
-    others = logits.unsqueeze(-2).expand(*logits.shape[:-1], n, n)  # [..., row, j, k] = l_row,k
-    off_diagonal = torch.eye(n, dtype=torch.bool, device=logits.device)
-    log_rest = others.masked_fill(off_diagonal, float("-inf")).logsumexp(-1)
-    return -(q * (logits - total) + (1 - q) * (log_rest - total)).mean((-2, -1))
+    log_p = logits - total
+    columns = torch.arange(logits.shape[-1], device=logits.device)
+    is_argmax = columns == logits.argmax(-1, keepdim=True)  # a comparison, not one_hot: works under torch.func
+    log_rest_at_argmax = logits.masked_fill(is_argmax, float("-inf")).logsumexp(-1, keepdim=True) - total
+    # p = 0 at the argmax keeps log1p's unused branch finite there, and so its gradient
+    log_1mp = torch.where(is_argmax, log_rest_at_argmax, torch.log1p(-log_p.exp().masked_fill(is_argmax, 0)))
+    return -(q * log_p + (1 - q) * log_1mp).mean((-2, -1))
 
 
 class PermutationLoss:

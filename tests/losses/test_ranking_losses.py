@@ -4,6 +4,7 @@ calm to fully saturated relaxations."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -209,3 +210,71 @@ def test_hessian_target_is_finite_where_the_relaxation_saturates(name, scale):
     loss = LOSSES.build(name)
     z = newton_target(y, lambda v: loss(v, values), curvature="hessian", lam=0.1)
     assert torch.isfinite(z).all() and (z - y).abs().max() > 0
+
+
+def bce_by_definition(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The exact-log BCE as defined, O(n^3): log(1 - p_ij) is the log-sum-exp over row i's entries other than j."""
+    n = logits.shape[-1]
+    total = logits.logsumexp(-1, keepdim=True)
+    others = (
+        logits.unsqueeze(-2).expand(*logits.shape[:-1], n, n).masked_fill(torch.eye(n, dtype=torch.bool), -math.inf)
+    )
+    return -(q * (logits - total) + (1 - q) * (others.logsumexp(-1) - total)).mean((-2, -1))
+
+
+def logit_regimes(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """(16, n, n) logits from calm to saturated, with ties: rows tied at the maximum, rows all equal, tiny and
+    huge scales (a float32 p of 1 - 1e-13 rounds to 1)."""
+    base = torch.randn(16, n, n, generator=generator, dtype=torch.float64)
+    tied = base.clone()
+    tied[..., 1] = tied.max(-1).values  # the maximum appears twice in every row
+    return {
+        "calm": base,
+        "tiny": 1e-6 * base,
+        "saturated": 60 * base,
+        "huge": 1e4 * base,
+        "tied at the maximum": 30 * tied,
+        "all equal": torch.zeros(16, n, n, dtype=torch.float64),
+        "one far ahead": torch.where(torch.arange(n) == 0, 200.0, base),
+    }
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 20])
+def test_exact_log_bce_is_scipys_logsumexp_definition_in_every_regime(n):
+    """``per_set_bce_from_logits`` (log1p beside the argmax, a log-sum-exp without it at it) against the BCE
+    computed in float64 by scipy's ``logsumexp`` over each row's other entries, for float64 and float32 logits.
+    Tolerance: the logits' own rounding, relative to the loss plus 8 eps max|l| absolute per set (log p = l - lse l
+    is no more exact than l; every BCE term is >= 0, so nothing cancels in the mean)."""
+    from scipy.special import logsumexp
+
+    from losses.ranking.permutation import per_set_bce_from_logits
+
+    g = torch.Generator().manual_seed(n)
+    for regime, logits64 in logit_regimes(n, g).items():
+        q = true_permutation(torch.randn(16, n, generator=g)).to(torch.float64)
+        for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+            logits = logits64.to(dtype)
+            lg = logits.double().numpy()
+            total = logsumexp(lg, axis=-1, keepdims=True)
+            rest = np.stack([logsumexp(np.delete(lg, j, axis=-1), axis=-1) for j in range(n)], -1) - total
+            expected = -(q.numpy() * (lg - total) + (1 - q.numpy()) * rest).mean((-2, -1))
+            got = per_set_bce_from_logits(logits, q.to(dtype)).double().numpy()
+            atol = 8 * torch.finfo(dtype).eps * (1 + np.abs(lg).max((-2, -1)))
+            assert (np.abs(got - expected) <= rtol * np.abs(expected) + atol).all(), (regime, dtype, got, expected)
+
+
+@pytest.mark.parametrize("n", [2, 5, 10])
+def test_exact_log_bce_has_the_definitions_gradient_and_hessian(n):
+    """Gradient and Hessian (double backward, as the Hessian Newton loss takes them) of the O(n^2) BCE against
+    the O(n^3) definition, float64, in every regime: the argmax switch and log1p's masked branch add nothing."""
+    from losses.ranking.permutation import per_set_bce_from_logits
+
+    g = torch.Generator().manual_seed(100 + n)
+    for regime, logits in logit_regimes(n, g).items():
+        logits = logits[:2]  # two sets: the Hessian is (2 n^2)^2
+        q = true_permutation(torch.randn(2, n, generator=g)).to(torch.float64)
+        for order, derivative in (("gradient", torch.func.jacrev), ("hessian", torch.func.hessian)):
+            ours = derivative(lambda x: per_set_bce_from_logits(x, q).sum())(logits)
+            reference = derivative(lambda x: bce_by_definition(x, q).sum())(logits)
+            assert torch.isfinite(ours).all(), (regime, order)
+            torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-12, msg=f"{regime}, {order}")

@@ -10,7 +10,9 @@ oneDNN and MKL choose kernels by vendor too. ``avx2/AuthenticAMD`` on the AMD EP
 stops before 2026-12 (after the fixes of issue 10: exact shortest paths, BCE with exact logs, the algorithmic
 train_loss), ``avx512/AuthenticAMD`` on the AVX-512 AMD EPYC of 2026-12-01, and ``avx512/GenuineIntel`` on the
 AVX-512 Intel Xeon of 2026-12-02 (whose numbers differ from the AMD AVX-512 ones: keying by instruction set alone
-failed there). The same command prints fresh values for this machine's kernel set, to paste into PINNED when a
+failed there). The two softmax ranking cases (NeuralSort, SoftSort) are pinned on the Intel set only: their BCE
+became O(n^2) on 2026-12-02, which changed its rounding, and the AMD machines were not at hand to regenerate them.
+The same command prints fresh values for this machine's kernel set, to paste into PINNED when a
 change is *meant* to alter training; say why in the commit, and drop the other kernel sets' entries of the cases
 that changed. The tests and the command both run torch with 2 threads: the number of threads changes how
 reductions are split, and so the last bits (seen: 1 thread differs from 2 on the Intel machine).
@@ -66,38 +68,6 @@ SHOWN = (
 
 PINNED = {
     "avx2/AuthenticAMD": {
-        "ranking/neuralsort/baseline": [
-            {
-                "step": 3,
-                "train_loss": 0.5600521564483643,
-                "valid_exact": 0.03999999910593033,
-                "valid_elementwise": 0.3100000023841858,
-                "test_exact": 0.20000000298023224,
-            },
-            {
-                "step": 6,
-                "train_loss": 0.54273388783137,
-                "valid_exact": 0.11999999731779099,
-                "valid_elementwise": 0.36000001430511475,
-                "test_exact": 0.11999999731779099,
-            },
-        ],
-        "ranking/softsort/hessian": [
-            {
-                "step": 3,
-                "train_loss": 0.5625097155570984,
-                "valid_exact": 0.0,
-                "valid_elementwise": 0.28999999165534973,
-                "test_exact": 0.07999999821186066,
-            },
-            {
-                "step": 6,
-                "train_loss": 0.548268069823583,
-                "valid_exact": 0.1599999964237213,
-                "valid_elementwise": 0.4300000071525574,
-                "test_exact": 0.1599999964237213,
-            },
-        ],
         "ranking/logistic_dsn/fisher": [
             {
                 "step": 3,
@@ -152,38 +122,6 @@ PINNED = {
         ],
     },
     "avx512/AuthenticAMD": {
-        "ranking/neuralsort/baseline": [
-            {
-                "step": 3,
-                "train_loss": 0.5600515405337015,
-                "valid_exact": 0.03999999910593033,
-                "valid_elementwise": 0.3100000023841858,
-                "test_exact": 0.20000000298023224,
-            },
-            {
-                "step": 6,
-                "train_loss": 0.5427360137303671,
-                "valid_exact": 0.11999999731779099,
-                "valid_elementwise": 0.36000001430511475,
-                "test_exact": 0.11999999731779099,
-            },
-        ],
-        "ranking/softsort/hessian": [
-            {
-                "step": 3,
-                "train_loss": 0.5625155965487162,
-                "valid_exact": 0.0,
-                "valid_elementwise": 0.27000001072883606,
-                "test_exact": 0.07999999821186066,
-            },
-            {
-                "step": 6,
-                "train_loss": 0.5485957562923431,
-                "valid_exact": 0.1599999964237213,
-                "valid_elementwise": 0.4300000071525574,
-                "test_exact": 0.1599999964237213,
-            },
-        ],
         "ranking/logistic_dsn/fisher": [
             {
                 "step": 3,
@@ -244,39 +182,39 @@ PINNED = {
                 "valid_match_cost": 0.20000000298023224,
                 "valid_cost_ratio": 1.5229048799725433,
                 "test_match_cost": 0.0,
-            }
+            },
         ],
     },
     "avx512/GenuineIntel": {
         "ranking/neuralsort/baseline": [
             {
                 "step": 3,
-                "train_loss": 0.5600514809290568,
+                "train_loss": 0.5600520769755045,
                 "valid_exact": 0.03999999910593033,
                 "valid_elementwise": 0.3100000023841858,
                 "test_exact": 0.20000000298023224,
             },
             {
                 "step": 6,
-                "train_loss": 0.5427831411361694,
+                "train_loss": 0.5427342255910238,
                 "valid_exact": 0.11999999731779099,
                 "valid_elementwise": 0.36000001430511475,
-                "test_exact": 0.1599999964237213,
+                "test_exact": 0.11999999731779099,
             },
         ],
         "ranking/softsort/hessian": [
             {
                 "step": 3,
-                "train_loss": 0.5625118414560953,
+                "train_loss": 0.5625100334485372,
                 "valid_exact": 0.0,
                 "valid_elementwise": 0.27000001072883606,
                 "test_exact": 0.07999999821186066,
             },
             {
                 "step": 6,
-                "train_loss": 0.5486050844192505,
+                "train_loss": 0.5486016273498535,
                 "valid_exact": 0.1599999964237213,
-                "valid_elementwise": 0.4399999976158142,
+                "valid_elementwise": 0.41999998688697815,
                 "test_exact": 0.1599999964237213,
             },
         ],
@@ -340,7 +278,7 @@ PINNED = {
                 "valid_match_cost": 0.20000000298023224,
                 "valid_cost_ratio": 1.5229048799725433,
                 "test_match_cost": 0.0,
-            }
+            },
         ],
     },
 }
