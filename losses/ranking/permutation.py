@@ -43,22 +43,26 @@ def per_set_bce(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 def per_set_bce_from_logits(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """BCE between ``softmax(logits, -1)`` (row-stochastic, (N, n, n)) and hard Q of the same orientation,
-    averaged over the n x n entries -> (N,), with exact logs:
+    averaged over the n x n entries -> (N,), with exact logs. Each row is taken relative to its maximum c (held
+    constant) at its argmax a: ``d = l - c`` (``d_a = 0``, exactly 0 for a tie too), ``s = logsumexp_{k != a} d_k``
+    and ``t = logaddexp(d_a, s) = d_a + softplus(s - d_a) = logsumexp_k l_k - c``:
 
-        log p_ij       = l_ij - logsumexp_k l_ik
-        log(1 - p_ij)  = log1p(-p_ij)                                  if j is not the row's argmax a (p_ij <= 1/2)
-                       = logsumexp_{k != a} l_ik - logsumexp_k l_ik    if j = a
+        log p_j      = d_j - t
+        log(1 - p_j) = log1p(-p_j)      for j != a, where p_j <= 1/2 (d_j <= d_a and t >= logaddexp(d_j, d_a))
+        log(1 - p_a) = s - t
 
-    Both lines are the same function, each evaluated where it loses no precision: beside the argmax 1 - p cannot
-    cancel, and at the argmax the sum over the other entries is formed without subtracting. O(n^2) per set.
+    No difference of nearly equal numbers at any scale; O(n^2) per set; the same function as the log-sum-exp
+    over each row's other entries.
     """
-    total = logits.logsumexp(-1, keepdim=True)
-    log_p = logits - total
-    columns = torch.arange(logits.shape[-1], device=logits.device)
-    is_argmax = columns == logits.argmax(-1, keepdim=True)  # a comparison, not one_hot: works under torch.func
-    log_rest_at_argmax = logits.masked_fill(is_argmax, float("-inf")).logsumexp(-1, keepdim=True) - total
+    argmax = logits.argmax(-1, keepdim=True)
+    is_argmax = torch.arange(logits.shape[-1], device=logits.device) == argmax  # not one_hot: works under torch.func
+    d = logits - logits.amax(-1, keepdim=True).detach()  # a constant shift cancels in every line above
+    s = d.masked_fill(is_argmax, float("-inf")).logsumexp(-1, keepdim=True)
+    d_a = d.gather(-1, argmax)  # 0, but it carries l_a's derivative
+    t = d_a + F.softplus(s - d_a)  # logaddexp(d_a, s); torch's logaddexp has no stable second derivative
+    log_p = d - t
     # p = 0 at the argmax keeps log1p's unused branch finite there, and so its gradient
-    log_1mp = torch.where(is_argmax, log_rest_at_argmax, torch.log1p(-log_p.exp().masked_fill(is_argmax, 0)))
+    log_1mp = torch.where(is_argmax, s - t, torch.log1p(-log_p.exp().masked_fill(is_argmax, 0)))
     return -(q * log_p + (1 - q) * log_1mp).mean((-2, -1))
 
 

@@ -213,8 +213,11 @@ def test_hessian_target_is_finite_where_the_relaxation_saturates(name, scale):
 
 
 def bce_by_definition(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """The exact-log BCE as defined, O(n^3): log(1 - p_ij) is the log-sum-exp over row i's entries other than j."""
+    """The exact-log BCE as defined, O(n^3): log(1 - p_ij) is the log-sum-exp over row i's entries other than j.
+    Each row is shifted by its maximum first (a constant: the function does not change): unshifted, float64's
+    log-sum-exp of a row tied at 1e17 rounds to 1e17 and loses log 2."""
     n = logits.shape[-1]
+    logits = logits - logits.amax(-1, keepdim=True).detach()
     total = logits.logsumexp(-1, keepdim=True)
     others = (
         logits.unsqueeze(-2).expand(*logits.shape[:-1], n, n).masked_fill(torch.eye(n, dtype=torch.bool), -math.inf)
@@ -223,8 +226,9 @@ def bce_by_definition(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def logit_regimes(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """(16, n, n) logits from calm to saturated, with ties: rows tied at the maximum, rows all equal, tiny and
-    huge scales (a float32 p of 1 - 1e-13 rounds to 1)."""
+    """(16, n, n) logits from calm to saturated, with ties: rows tied at the maximum (also beyond 2^53, where
+    float64's log-sum-exp of a row rounds to its maximum, so a tied entry's p would round to 1), rows all equal,
+    tiny and huge scales (a float32 p of 1 - 1e-13 rounds to 1)."""
     base = torch.randn(16, n, n, generator=generator, dtype=torch.float64)
     tied = base.clone()
     tied[..., 1] = tied.max(-1).values  # the maximum appears twice in every row
@@ -234,6 +238,7 @@ def logit_regimes(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]
         "saturated": 60 * base,
         "huge": 1e4 * base,
         "tied at the maximum": 30 * tied,
+        "tied at a huge maximum": 1e17 * tied,
         "all equal": torch.zeros(16, n, n, dtype=torch.float64),
         "one far ahead": torch.where(torch.arange(n) == 0, 200.0, base),
     }
@@ -241,10 +246,10 @@ def logit_regimes(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10, 20])
 def test_exact_log_bce_is_scipys_logsumexp_definition_in_every_regime(n):
-    """``per_set_bce_from_logits`` (log1p beside the argmax, a log-sum-exp without it at it) against the BCE
-    computed in float64 by scipy's ``logsumexp`` over each row's other entries, for float64 and float32 logits.
-    Tolerance: the logits' own rounding, relative to the loss plus 8 eps max|l| absolute per set (log p = l - lse l
-    is no more exact than l; every BCE term is >= 0, so nothing cancels in the mean)."""
+    """``per_set_bce_from_logits`` against the BCE computed in float64 by scipy's ``logsumexp`` over each row's
+    other entries (each row shifted by its maximum, as in ``bce_by_definition``), for float64 and float32 logits.
+    Every BCE term is >= 0, so nothing cancels in the mean: the loss is held to its dtype's rounding relative to
+    itself, plus float64's absolute rounding of the reference (scipy's log(1 + tiny) is 0)."""
     from scipy.special import logsumexp
 
     from losses.ranking.permutation import per_set_bce_from_logits
@@ -255,18 +260,21 @@ def test_exact_log_bce_is_scipys_logsumexp_definition_in_every_regime(n):
         for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
             logits = logits64.to(dtype)
             lg = logits.double().numpy()
+            lg = lg - lg.max(-1, keepdims=True)
             total = logsumexp(lg, axis=-1, keepdims=True)
             rest = np.stack([logsumexp(np.delete(lg, j, axis=-1), axis=-1) for j in range(n)], -1) - total
             expected = -(q.numpy() * (lg - total) + (1 - q.numpy()) * rest).mean((-2, -1))
             got = per_set_bce_from_logits(logits, q.to(dtype)).double().numpy()
-            atol = 8 * torch.finfo(dtype).eps * (1 + np.abs(lg).max((-2, -1)))
-            assert (np.abs(got - expected) <= rtol * np.abs(expected) + atol).all(), (regime, dtype, got, expected)
+            tolerance = rtol * np.abs(expected) + 8 * np.finfo(np.float64).eps
+            assert (np.abs(got - expected) <= tolerance).all(), (regime, dtype, got, expected)
 
 
 @pytest.mark.parametrize("n", [2, 5, 10])
 def test_exact_log_bce_has_the_definitions_gradient_and_hessian(n):
-    """Gradient and Hessian (double backward, as the Hessian Newton loss takes them) of the O(n^2) BCE against
-    the O(n^3) definition, float64, in every regime: the argmax switch and log1p's masked branch add nothing."""
+    """Gradient and Hessian of the O(n^2) BCE against the O(n^3) definition, float64, in every regime: torch.func's
+    (reverse, and forward-over-reverse), and the per-set mean Hessian as the Hessian Newton loss takes it
+    (``mean_hessian``'s vmapped double backward). The argmax switch and log1p's masked branch add nothing."""
+    from losses import mean_hessian, per_sample_gradients
     from losses.ranking.permutation import per_set_bce_from_logits
 
     g = torch.Generator().manual_seed(100 + n)
@@ -278,3 +286,11 @@ def test_exact_log_bce_has_the_definitions_gradient_and_hessian(n):
             reference = derivative(lambda x: bce_by_definition(x, q).sum())(logits)
             assert torch.isfinite(ours).all(), (regime, order)
             torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-12, msg=f"{regime}, {order}")
+        m = n * n
+        y, grad = per_sample_gradients(
+            logits.reshape(2, m), lambda v: per_set_bce_from_logits(v.view(2, n, n), q), create_graph=True
+        )
+        blocks = reference.reshape(2, m, 2, m)
+        torch.testing.assert_close(
+            mean_hessian(y, grad), (blocks[0, :, 0] + blocks[1, :, 1]) / 2, rtol=1e-9, atol=1e-12, msg=regime
+        )

@@ -189,14 +189,14 @@ PINNED = {
         "ranking/neuralsort/baseline": [
             {
                 "step": 3,
-                "train_loss": 0.5600520769755045,
+                "train_loss": 0.5600526134173075,
                 "valid_exact": 0.03999999910593033,
                 "valid_elementwise": 0.3100000023841858,
                 "test_exact": 0.20000000298023224,
             },
             {
                 "step": 6,
-                "train_loss": 0.5427342255910238,
+                "train_loss": 0.5427338480949402,
                 "valid_exact": 0.11999999731779099,
                 "valid_elementwise": 0.36000001430511475,
                 "test_exact": 0.11999999731779099,
@@ -205,14 +205,14 @@ PINNED = {
         "ranking/softsort/hessian": [
             {
                 "step": 3,
-                "train_loss": 0.5625100334485372,
+                "train_loss": 0.5625131130218506,
                 "valid_exact": 0.0,
                 "valid_elementwise": 0.27000001072883606,
                 "test_exact": 0.07999999821186066,
             },
             {
                 "step": 6,
-                "train_loss": 0.5486016273498535,
+                "train_loss": 0.5484451452891032,
                 "valid_exact": 0.1599999964237213,
                 "valid_elementwise": 0.41999998688697815,
                 "test_exact": 0.1599999964237213,
