@@ -9,7 +9,7 @@ relaxation saturates (an entry of P rounds to 0 or 1 while Q says the opposite: 
 the BCE must keep its gradient, since that is where training needs one most:
 
 - NeuralSort and SoftSort give P as row-wise softmaxes of logits, so ``log p`` and ``log(1 - p)`` are computed
-  exactly from the logits (``log_softmax``, and a log-sum-exp over the other entries of the row); the loss
+  exactly from the logits (relative to each row's maximum: ``per_set_bce_from_logits``); the loss
   and its first two derivatives stay finite and correct at any margin.
 - The sorting networks give P itself (products of comparator mixings). Their BCE is
   ``torch.nn.functional.binary_cross_entropy``, exactly what ``diffsort``'s experiments train with
