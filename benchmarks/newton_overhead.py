@@ -23,6 +23,12 @@ from losses import LOSSES, inject_fisher, mean_hessian, newton_target, per_sampl
 RANKING = ["neuralsort", "softsort", "logistic_dsn", "cauchy_dsn"]
 
 
+def hessian_vmapped(y, per_sample_loss):
+    """Ours: m Hessian-vector products in one vmapped double backward (``mean_hessian``)."""
+    y, grad = per_sample_gradients(y, per_sample_loss, create_graph=True)
+    return mean_hessian(y, grad)
+
+
 def hessian_loop(y, per_sample_loss):
     """Per-coordinate double backward: m backward passes over the whole batch."""
     y, grad = per_sample_gradients(y, per_sample_loss, create_graph=True)
@@ -51,8 +57,7 @@ def methods(loss, values):
         newton_target(y, per_sample, curvature="hessian", lam=0.1)
 
     def hessian_matrix_vmapped(y):
-        y_, g = per_sample_gradients(y, per_sample, create_graph=True)
-        mean_hessian(y_, g)
+        hessian_vmapped(y, per_sample)
 
     def hessian_matrix_loop(y):
         hessian_loop(y, per_sample)
@@ -70,10 +75,8 @@ def methods(loss, values):
     }
 
 
-def measure(n: int, name: str, reps: int, warmup: int = 5) -> dict[str, float]:
-    torch.manual_seed(0)
-    y, values = torch.randn(100, n), torch.randn(100, n)
-    table = methods(LOSSES.build(name), values)
+def interleaved_medians(table: dict, y: torch.Tensor, reps: int, warmup: int = 5) -> dict[str, float]:
+    """Median seconds of each ``table`` callable on ``y``, the callables interleaved within each repetition."""
     times = {k: [] for k in table}
     for rep in range(warmup + reps):
         for key, fn in table.items():
@@ -84,16 +87,33 @@ def measure(n: int, name: str, reps: int, warmup: int = 5) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def measure(n: int, name: str, reps: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    y, values = torch.randn(100, n), torch.randn(100, n)
+    return interleaved_medians(methods(LOSSES.build(name), values), y, reps)
+
+
+def settings(doc: str) -> argparse.Namespace:
+    """``--reps`` and ``--threads`` (set for torch here)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(
+    return args
+
+
+def machine_line(args: argparse.Namespace) -> str:
+    """The line every table of these benchmarks starts with."""
+    return (
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
-        f"batch 100, median of {args.reps} after warm-up; times in ms, ratios to the baseline gradient"
+        f"batch 100, median of {args.reps} after warm-up; times in ms"
     )
+
+
+def main():
+    args = settings(__doc__)
+    print(machine_line(args) + ", ratios to the baseline gradient")
     print("| loss | n | baseline ms | fisher | hessian target | H: vmapped | H: loop | H: torch.func |")
     print("|---|---|---|---|---|---|---|---|")
     for n in (5, 10):

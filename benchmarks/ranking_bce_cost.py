@@ -13,15 +13,10 @@ losses, which is where saturation makes them disagree.
 
 from __future__ import annotations
 
-import argparse
-import platform
-import statistics
-import time
-
 import torch
-from newton_overhead import hessian_loop
+from newton_overhead import hessian_loop, hessian_vmapped, interleaved_medians, machine_line, settings
 
-from losses import LOSSES, mean_hessian, per_sample_gradients
+from losses import LOSSES
 from losses.ranking.permutation import per_set_bce, true_permutation
 
 
@@ -38,56 +33,27 @@ def per_sample_losses(loss, values):
     return {"exact": exact, "softmax+BCELoss": softmax_then_bce}
 
 
-def gradient(per_sample):
-    def run(y):
-        y = y.clone().requires_grad_(True)
-        per_sample(y).mean().backward()
-
-    return run
+def gradient(y, per_sample):
+    y = y.clone().requires_grad_(True)
+    per_sample(y).mean().backward()
 
 
-def hessian_vmapped(per_sample):
-    def run(y):
-        y, grad = per_sample_gradients(y, per_sample, create_graph=True)
-        mean_hessian(y, grad)
-
-    return run
-
-
-def hessian_per_coordinate(per_sample):
-    return lambda y: hessian_loop(y, per_sample)
-
-
-def measure(name: str, n: int, reps: int, warmup: int = 5) -> tuple[dict[str, float], float]:
+def measure(name: str, n: int, reps: int) -> tuple[dict[str, float], float]:
     torch.manual_seed(0)
     y, values = torch.randn(100, n), torch.randn(100, n)
     losses = per_sample_losses(LOSSES.build(name), values)
     table = {
-        f"{what} {bce}": make(per_sample)
+        f"{what} {bce}": lambda y, method=method, per_sample=per_sample: method(y, per_sample)
         for bce, per_sample in losses.items()
-        for what, make in (("gradient", gradient), ("H vmapped", hessian_vmapped), ("H loop", hessian_per_coordinate))
+        for what, method in (("gradient", gradient), ("H vmapped", hessian_vmapped), ("H loop", hessian_loop))
     }
-    times = {k: [] for k in table}
-    for rep in range(warmup + reps):
-        for key, fn in table.items():
-            start = time.perf_counter()
-            fn(y)
-            if rep >= warmup:
-                times[key].append(time.perf_counter() - start)
     difference = float((losses["exact"](y) - losses["softmax+BCELoss"](y)).abs().max())
-    return {k: statistics.median(v) for k, v in times.items()}, difference
+    return interleaved_medians(table, y, reps), difference
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
-        f"batch 100, median of {args.reps} after warm-up; times in ms"
-    )
+    args = settings(__doc__)
+    print(machine_line(args))
     print(
         "| loss | n | gradient: exact / softmax+BCELoss | H vmapped: exact / softmax+BCELoss "
         "| H loop ÷ H vmapped: exact / softmax+BCELoss | max loss difference |"
